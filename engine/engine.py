@@ -1,0 +1,189 @@
+"""The engine loop: vision tower, chunked prefill of the video prefix, question prefill, decode.
+
+It drives the Hugging Face modules directly (vision tower, embeddings, decoder stack, lm_head)
+instead of `generate`, so that our attention plan, our cache and our positions reach every layer.
+Batch 1. Positions follow Qwen2.5-VL: M-RoPE for the prefix (from `get_rope_index`), then text
+positions `index + rope_delta` for everything after it.
+
+    engine = Engine(loaded, EngineConfig())
+    conv = engine.ingest(prefix_ids, video_inputs)
+    for token in engine.generate(conv, chat.first_turn_ids("What happens?"), SamplingParams()):
+        ...
+"""
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.attention import AttentionPlan
+from engine.kv_cache import OmniCache
+from engine.loading import LoadedModel
+from engine.sampling import SamplingParams, sample_next_token
+from omnivideo_app.errors import ConfigError, VideoCancelled
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """chunk_size: prefix tokens per prefill forward (bounds activation memory on long videos)."""
+    chunk_size: int = 4096
+    reserve_tokens: int = 1024   # cache room kept after the prefix for questions and answers
+
+    def __post_init__(self):
+        if self.chunk_size < 64:
+            raise ConfigError(f"chunk_size must be >= 64, got {self.chunk_size}")
+        if self.reserve_tokens < 0:
+            raise ConfigError(f"reserve_tokens must be >= 0, got {self.reserve_tokens}")
+
+
+@dataclass
+class Conversation:
+    """Model state of one chat about one video: the cache and the token ids it holds.
+
+    `ids` are the tokens already in the cache; `pending` is the last answer's tail that was
+    generated but not fed back (empty after a stop token, which the next turn's separator replaces).
+    """
+    cache: OmniCache
+    rope_delta: int
+    prefix_len: int
+    ids: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Engine:
+    def __init__(self, loaded: LoadedModel, config: EngineConfig | None = None,
+                 plan_factory: Callable[[str], AttentionPlan | None] | None = None):
+        self.loaded = loaded
+        self.config = config or EngineConfig()
+        self.model = loaded.model
+        self.device = loaded.device
+        self.lm = self.model.model.language_model
+        self.visual = self.model.model.visual
+        self.embed = self.model.model.get_input_embeddings()
+        self.lm_head = self.model.lm_head
+        self.num_layers = self.loaded.text_config.num_hidden_layers
+        self.video_pad_id = self.model.config.video_token_id
+        # plan_factory(stage) -> plan for "prefix" / "text" forwards; None -> dense everywhere
+        self.plan_factory = plan_factory or (lambda stage: None)
+
+    # -- vision -----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_video(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor) -> torch.Tensor:
+        """Vision tower + merger. pixel_values_videos [P, C*T*p*p] -> embeddings [P / merge^2, hidden]."""
+        pv = pixel_values_videos.to(self.device, dtype=self.visual.dtype)
+        out = self.model.model.get_video_features(pv, video_grid_thw.to(self.device))
+        return torch.cat(out.pooler_output, dim=0)
+
+    # -- prefix ingest ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def ingest(self, prefix_ids: list[int], video_inputs, progress: Progress | None = None,
+               cancel=None) -> Conversation:
+        """Vision tower, then chunked prefill of the whole prefix into a fresh cache.
+
+        Args:
+            prefix_ids: template prefix with the video placeholder expanded (see ChatFormat.prefix_ids).
+            video_inputs: object with pixel_values_videos, video_grid_thw, second_per_grid_ts.
+        """
+        t0 = time.perf_counter()
+        grid = video_inputs.video_grid_thw
+        embeds_video = self.encode_video(video_inputs.pixel_values_videos, grid)
+        _sync(self.device)
+        t1 = time.perf_counter()
+        ids = torch.tensor([prefix_ids], device=self.device)
+        is_video = ids == self.video_pad_id
+        if int(is_video.sum()) != embeds_video.shape[0]:
+            raise AssertionError(f"{int(is_video.sum())} video tokens in the prompt, {embeds_video.shape[0]} embeddings")
+        positions, deltas = self.model.model.get_rope_index(
+            ids, mm_token_type_ids=is_video.int() * 2, video_grid_thw=grid.to(self.device),
+            second_per_grid_ts=video_inputs.second_per_grid_ts.to(self.device))
+        embeds = self.embed(ids)
+        embeds[is_video] = embeds_video.to(embeds.dtype)
+        cache = OmniCache(self.num_layers)
+        cache.reserve(len(prefix_ids) + self.config.reserve_tokens)
+        self._prefill_chunks(cache, embeds, positions, progress, cancel)
+        _sync(self.device)
+        t2 = time.perf_counter()
+        return Conversation(cache=cache, rope_delta=int(deltas.reshape(-1)[0]), prefix_len=len(prefix_ids),
+                            ids=list(prefix_ids), stats={"vision_s": t1 - t0, "prefill_s": t2 - t1})
+
+    def _prefill_chunks(self, cache: OmniCache, embeds: torch.Tensor, positions: torch.Tensor,
+                        progress: Progress | None, cancel) -> None:
+        """embeds [1, N, hidden]; positions [3, 1, N]. Runs the decoder stack chunk by chunk."""
+        n, step = embeds.shape[1], self.config.chunk_size
+        plan = self.plan_factory("prefix")
+        for start in range(0, n, step):
+            if cancel is not None and getattr(cancel, "cancelled", False):
+                raise VideoCancelled("ingest cancelled")
+            stop = min(n, start + step)
+            self.lm(inputs_embeds=embeds[:, start:stop], position_ids=positions[:, :, start:stop],
+                    past_key_values=cache, use_cache=True, omni_plan=plan)
+            if progress is not None:
+                progress(stop, n, "prefill")
+
+    def conversation_from_prefix(self, layers, prefix_ids: list[int], rope_delta: int) -> Conversation:
+        """A conversation whose cache is a stored prefix: per-layer ([Hkv, N, D], [Hkv, N, D])."""
+        cache = OmniCache.from_layers(layers, self.num_layers, self.device, self.loaded.dtype,
+                                      reserve=len(prefix_ids) + self.config.reserve_tokens)
+        return Conversation(cache=cache, rope_delta=rope_delta, prefix_len=len(prefix_ids), ids=list(prefix_ids))
+
+    # -- text + decode ----------------------------------------------------------------------------
+    def _forward_text(self, conv: Conversation, new_ids: list[int], stage: str) -> torch.Tensor:
+        """Feed text tokens after the current end; return the last position's logits [V]."""
+        n, start = len(new_ids), conv.length
+        ids = torch.tensor([new_ids], device=self.device)
+        pos = (torch.arange(start, start + n, device=self.device) + conv.rope_delta).view(1, 1, n).expand(3, 1, n)
+        out = self.lm(inputs_embeds=self.embed(ids), position_ids=pos, past_key_values=conv.cache,
+                      use_cache=True, omni_plan=self.plan_factory(stage))
+        conv.ids.extend(new_ids)
+        return self.lm_head(out.last_hidden_state[:, -1])[0]
+
+    @torch.inference_mode()
+    def generate(self, conv: Conversation, new_ids: list[int], params: SamplingParams,
+                 stop_ids: list[int]) -> Iterator[int]:
+        """Prefill `new_ids` (after any pending answer tail), then stream up to max_new_tokens ids.
+
+        The stop token is yielded (so the caller knows why it ended) but not fed back.
+        """
+        gen = params.generator(self.device)
+        t0 = time.perf_counter()
+        logits = self._forward_text(conv, conv.pending + list(new_ids), "text")
+        conv.pending = []
+        stops = set(stop_ids)
+        first = True
+        for step in range(params.max_new_tokens):
+            token = int(sample_next_token(logits, params, gen))
+            if first:
+                conv.stats["ttft_s"] = time.perf_counter() - t0
+                first = False
+            yield token
+            if token in stops:
+                return
+            if step == params.max_new_tokens - 1:
+                conv.pending = [token]
+                return
+            logits = self._forward_text(conv, [token], "decode")
+
+    @torch.inference_mode()
+    def feed(self, conv: Conversation, ids: list[int]) -> None:
+        """Prefill `ids` (e.g. a resumed session's past turns) without generating."""
+        if ids:
+            self._forward_text(conv, conv.pending + list(ids), "text")
+            conv.pending = []
+
+    def truncate(self, conv: Conversation, length: int) -> None:
+        """Roll the conversation back to its first `length` tokens (e.g. the prefix alone)."""
+        conv.cache.truncate(length)
+        del conv.ids[length:]
+        conv.pending = []

@@ -1,0 +1,34 @@
+"""Shared helpers for the Triton kernels: interpreter awareness and launcher checks.
+
+Under `TRITON_INTERPRET=1` (CPU tests) kernels run in numpy, one program at a time:
+- `@triton.autotune` with more than one config needs a GPU driver, so only the first is kept;
+- `tl.dot` on bf16 operands is silently wrong, so launchers refuse bf16 there.
+The variable is read when a kernel is *decorated*, so it must be set before kernels are imported.
+"""
+import os
+
+import torch
+import triton
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def autotune(configs, key, **kwargs):
+    """`triton.autotune` on a GPU; the first config only under the interpreter (no driver to time with)."""
+    return triton.autotune(configs=configs[:1] if INTERPRET else configs, key=key, **kwargs)
+
+
+def check_device(*tensors: torch.Tensor) -> None:
+    """All tensors on one device; CPU tensors only under the interpreter; no bf16 math there."""
+    devices = {t.device for t in tensors}
+    assert len(devices) == 1, f"tensors on several devices: {devices}"
+    dev = devices.pop()
+    if dev.type == "cpu":
+        assert INTERPRET, "CPU tensors need TRITON_INTERPRET=1 set before kernels are imported"
+        assert all(t.dtype != torch.bfloat16 for t in tensors), (
+            "bf16 tl.dot is wrong under the Triton interpreter; use fp32/fp16 on CPU")
+
+
+def check_last_dim_contiguous(**tensors: torch.Tensor) -> None:
+    for name, t in tensors.items():
+        assert t.stride(-1) == 1, f"{name} must be contiguous in its last dimension, strides {t.stride()}"

@@ -1,0 +1,200 @@
+"""The application: owns the model, the engine and the persistent store; opens videos into chats.
+
+    app = App(AppConfig(model="tiny"))
+    chat = app.open_video("match.mp4")          # from the store, or decode + vision + prefill (+ store)
+    for piece in chat.ask("What happens?"):     # streamed text
+        print(piece, end="")
+    print(chat.last.as_dict())
+"""
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from engine.engine import Engine, EngineConfig
+from engine.loading import LoadedModel, LoadOptions, load_model
+from engine.prompt import ChatFormat
+from omnivideo_app.answer import SYSTEM_PROMPT, format_mmss  # noqa: F401  (format_mmss re-exported for ui/)
+from omnivideo_app.config import AppConfig
+from omnivideo_app.errors import CacheEntryCorrupt, SessionError, VideoError
+from omnivideo_app.library import cache_key, entry_meta, restore
+from omnivideo_app.video import SamplingConfig, sample_video, to_model_inputs
+from omnivideo_app.video_chat import OpenedVideo, VideoChat
+from storage import KVStore
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int, str], None]
+
+
+def _check_path(path: Path) -> Path:
+    """Cheap checks before hashing: the store's fingerprint must never be asked about a directory."""
+    if not path.exists():
+        raise VideoError(f"video not found: {path}")
+    if path.is_dir():
+        raise VideoError(f"{path} is a directory, not a video file")
+    return path
+
+
+class App:
+    """Lazily loads the model once; opens videos into `VideoChat`s backed by the persistent store."""
+
+    def __init__(self, config: AppConfig, *, use_store: bool = True):
+        self.config = config
+        self._loaded: LoadedModel | None = None
+        self._engine: Engine | None = None
+        self._store: KVStore | None = None
+        self._use_store = use_store
+        self.load_s = 0.0
+
+    # -- lazily built parts ---------------------------------------------------------------------------
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            t0 = time.perf_counter()
+            c = self.config
+            self._loaded = load_model(LoadOptions(model=c.model, models_dir=c.models_dir, device=c.device,
+                                                  dtype=c.dtype, quant=c.quant))
+            self.load_s = time.perf_counter() - t0
+        return self._loaded
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine(self.loaded, EngineConfig(chunk_size=self.config.chunk_size))
+        return self._engine
+
+    @property
+    def store(self) -> KVStore | None:
+        if self._store is None and self._use_store:
+            self._store = KVStore(self.config.cache_dir, budget_bytes=self.config.cache_budget_bytes)
+        return self._store
+
+    def chat_format(self) -> ChatFormat:
+        return ChatFormat(self.loaded.tokenizer, system=SYSTEM_PROMPT)
+
+    def sampling_config(self) -> SamplingConfig:
+        c = self.config
+        kwargs = {"fps": c.fps} if c.fps is not None else {}
+        if c.max_frames is not None:
+            kwargs["max_frames"] = c.max_frames
+        return SamplingConfig(**kwargs)
+
+    def sampling_dict(self) -> dict:
+        return asdict(self.sampling_config())
+
+    # -- videos ---------------------------------------------------------------------------------------
+    def plan(self, path: str | Path) -> dict:
+        """The planner's report for `path` at the current settings (no model is loaded)."""
+        from omnivideo_app.video import probe_report
+
+        return probe_report(_check_path(Path(path)), self.sampling_config(), model=self.config.model,
+                            attention=self.config.attention)
+
+    def open_video(self, path: str | Path, progress: Progress | None = None, cancel=None) -> VideoChat:
+        """A chat on `path`: its stored prefix if there is one, else decode + vision + prefill (+ store)."""
+        path = _check_path(Path(path))
+        chat = self.chat_format()
+        if self.store is None:
+            video, conv = self._compute(path, chat, progress, cancel)
+            return VideoChat(self, video, conv, chat)
+        key = cache_key(self.store, path, self.loaded, chat, self.sampling_config(), self.config.attention)
+        # Held across lookup and ingest: a second process opening the same video waits, then hits.
+        with self.store.lock(key):
+            found = self._load(key, path, chat, progress)
+            if found is not None:
+                video, conv = found
+            else:
+                video, conv = self._compute(path, chat, progress, cancel)
+                t0 = time.perf_counter()
+                entry = self.store.put(key, conv.cache.iter_layers(conv.prefix_len),
+                                       entry_meta(conv, video.visual_tokens, video.extra["info"], video.timestamps_s),
+                                       video_path=path)
+                video.timings["store_s"] = time.perf_counter() - t0
+                video.entry_id = entry.id
+                entry.close()
+        video.video_sha256 = key.video_sha256
+        return VideoChat(self, video, conv, chat)
+
+    def ingest(self, path: str | Path, progress: Progress | None = None, cancel=None) -> OpenedVideo:
+        """Make sure `path` is in the store (the library's "add"); returns what was ingested or found."""
+        return self.open_video(path, progress=progress, cancel=cancel).video
+
+    def _load(self, key, path: Path, chat: ChatFormat, progress: Progress | None):
+        entry = self.store.get(key)
+        if entry is None:
+            return None
+        t0 = time.perf_counter()
+        try:
+            with entry:
+                conv = restore(self.engine, chat, entry)
+        except CacheEntryCorrupt as e:
+            log.warning("%s: dropping the entry and recomputing", e)
+            self.store.drop(entry.id)
+            return None
+        meta = entry.meta
+        if progress is not None:
+            progress(1, 1, "load")
+        video = OpenedVideo(path=path,
+                            duration_s=meta["duration_s"], timestamps_s=meta["timestamps_s"],
+                            visual_tokens=meta["num_visual_tokens"], prefix_tokens=meta["prefix_len"],
+                            timings={"video_s": 0.0, "vision_s": 0.0, "prefill_s": 0.0,
+                                     "cache_load_s": time.perf_counter() - t0},
+                            cache_hit=True, entry_id=entry.id)
+        return video, conv
+
+    def _compute(self, path: Path, chat: ChatFormat, progress: Progress | None, cancel):
+        t0 = time.perf_counter()
+        sampled = sample_video(path, self.sampling_config(), progress=progress, cancel=cancel)
+        vis = self.loaded.vision_config
+        inputs = to_model_inputs(sampled, patch_size=vis.patch_size, temporal_patch_size=vis.temporal_patch_size,
+                                 merge_size=vis.spatial_merge_size)
+        video_s = time.perf_counter() - t0
+        prefix_ids = chat.prefix_ids(inputs.num_visual_tokens)
+        conv = self.engine.ingest(prefix_ids, inputs, progress=progress, cancel=cancel)
+        video = OpenedVideo(path=path, duration_s=sampled.info.duration_s,
+                            timestamps_s=[round(t, 3) for t in sampled.timestamps_s],
+                            visual_tokens=inputs.num_visual_tokens, prefix_tokens=len(prefix_ids),
+                            timings={"video_s": video_s, "vision_s": conv.stats["vision_s"],
+                                     "prefill_s": conv.stats["prefill_s"]},
+                            extra={"info": sampled.info})
+        return video, conv
+
+    # -- library and sessions -------------------------------------------------------------------------
+    def library(self) -> list[dict]:
+        """Stored videos, most recently used first (entry_id, video_path, duration_s, model, tokens, size...)."""
+        out = []
+        for row in self.store.ls():
+            item = dict(row)
+            item["entry_id"] = item.pop("id")
+            out.append(item)
+        return out
+
+    def remove(self, entry_id: str) -> bool:
+        return self.store.drop(self.store.resolve(entry_id))
+
+    def sessions(self) -> list[dict]:
+        return self.store.list_sessions()
+
+    def resume(self, session_id: str, progress: Progress | None = None) -> VideoChat:
+        """Reopen a stored session: its video (from the store) and every turn so far, token for token."""
+        session = self.store.get_session(session_id)
+        if session["model_id"] != self.config.model:
+            raise SessionError(f"session {session_id[:8]} was held with model {session['model_id']}, "
+                               f"not {self.config.model}")
+        path = session.get("video_path")
+        if not path or not Path(path).exists():
+            raise SessionError(f"the video of session {session_id[:8]} is no longer at {path}")
+        chat = self.open_video(path, progress=progress)
+        history = [i for m in session["messages"] for i in (m.get("meta") or {}).get("ids", [])]
+        if history:
+            self.engine.feed(chat.conv, history)
+        chat.session_id = session_id
+        msgs = session["messages"]
+        chat.turns = [(msgs[i]["content"], msgs[i + 1]["content"]) for i in range(0, len(msgs) - 1, 2)]
+        return chat
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -1,0 +1,101 @@
+"""Terminal plumbing for the CLI: quiet third-party logs, progress bars, and the error boundary.
+
+Every error a user can cause becomes one line `error: ...` on stderr with exit code 2; a bug
+becomes one line too (exit 1), with the traceback only under --verbose.
+"""
+import json
+import logging
+import os
+import sys
+import traceback
+
+import click
+
+from omnivideo_app.errors import OmniVideoError
+
+EXIT_USER_ERROR = 2
+
+
+def quiet_libraries() -> None:
+    """Silence progress bars and chatty warnings of transformers/bitsandbytes/gradio on the console."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # FFmpeg/OpenCV print their own diagnostics on stderr from C; the reader turns failures into
+    # one clear error, so their lines are noise (must be set before cv2 is imported).
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    # bitsandbytes looks for the HF `kernels` package and finds our kernels/ folder instead; its
+    # fallback is correct, so the warning is noise.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
+    first = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    click.echo(f"error: {first}", err=True)
+    sys.exit(code)
+
+
+class ErrorBoundaryGroup(click.Group):
+    """A click group that turns every failure into a single `error:` line."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        verbose = "--verbose" in (args if args is not None else sys.argv[1:])
+        try:
+            return super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            fail("aborted", 130)
+        except click.ClickException as e:
+            fail(e.format_message(), e.exit_code if e.exit_code else EXIT_USER_ERROR)
+        except OmniVideoError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except BrokenPipeError:
+            sys.exit(0)
+        except MemoryError:
+            fail("out of memory: try fewer frames (--fps / --max-frames)")
+        except Exception as e:  # a bug, not a user error: one line, traceback on request
+            if verbose:
+                traceback.print_exc()
+            fail(f"internal error: {type(e).__name__}: {e} (run with --verbose for the traceback)", 1)
+
+
+class Progress:
+    """A `progress(done, total, stage)` callback that draws one tqdm bar per stage on stderr."""
+
+    def __init__(self, enabled: bool | None = None):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._bar = None
+        self._stage = None
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if stage != self._stage:
+            self.close()
+            self._bar = tqdm(total=total, desc=stage, unit="", leave=False, file=sys.stderr)
+            self._stage = stage
+        self._bar.total = total
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+            self._stage = None
+
+
+def print_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))

@@ -1,0 +1,106 @@
+"""The CLI contract: every command has help; ask --json has every field; user errors are one line, exit 2."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from launcher import cli  # noqa: E402
+
+
+def _all_commands(group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield prefix + (name,)
+        if hasattr(cmd, "commands"):
+            yield from _all_commands(cmd, prefix + (name,))
+
+
+@pytest.mark.parametrize("path", list(_all_commands(cli)), ids=lambda p: " ".join(p))
+def test_every_command_has_help(path):
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and len(result.output.splitlines()) > 3
+
+
+def _run(args, data_dir, timeout=300):
+    env = dict(os.environ, OMNIVIDEO_HOME=str(data_dir), HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, str(ROOT / "launcher.py"), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+
+
+def test_ask_json_has_every_contract_field(data_dir, clips):
+    out = _run(["ask", str(clips[0]), "What happens?", "--model", "tiny", "--json", "--max-new-tokens", "8"], data_dir)
+    assert out.returncode == 0, out.stderr
+    obj = json.loads(out.stdout)
+    assert {"answer", "model", "attention", "cache_hit", "timings", "tokens", "frames"} <= obj.keys()
+    assert {"video_s", "vision_s", "prefill_s", "ttft_s", "total_s"} <= obj["timings"].keys()
+    assert {"visual", "prompt", "generated"} <= obj["tokens"].keys()
+    assert obj["model"] == "tiny" and obj["attention"] == "dense" and obj["cache_hit"] is False
+    assert obj["tokens"]["visual"] > 0 and obj["tokens"]["prompt"] > obj["tokens"]["visual"]
+    assert 0 < obj["tokens"]["generated"] <= 8
+    assert obj["frames"]["count"] == len(obj["frames"]["timestamps_s"]) >= 2
+    assert obj["frames"]["timestamps_s"] == sorted(obj["frames"]["timestamps_s"])
+    assert all(v >= 0 for v in obj["timings"].values())
+    assert "Traceback" not in out.stderr
+
+
+def test_ask_streams_text_without_json(data_dir, clips):
+    out = _run(["ask", str(clips[1]), "Who?", "--model", "tiny", "--max-new-tokens", "4"], data_dir)
+    assert out.returncode == 0, out.stderr
+    assert not out.stdout.lstrip().startswith("{")
+
+
+def _bad_inputs(tmp):
+    text = tmp / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    empty = tmp / "empty.mp4"
+    empty.write_bytes(b"")
+    return {"missing": tmp / "nope.mp4", "text": text, "empty": empty, "directory": tmp}
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "empty", "directory"])
+def test_bad_video_inputs_exit_2_with_one_error_line(tmp_path, data_dir, kind):
+    path = _bad_inputs(tmp_path)[kind]
+    out = _run(["ask", str(path), "What happens?", "--model", "tiny"], data_dir)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), out.stderr
+    assert out.stdout == ""
+
+
+def test_unknown_model_and_bad_option_are_one_line_errors(data_dir, clips, tmp_path):
+    out = _run(["ask", str(clips[0]), "q", "--model", "not-a-model"], data_dir)
+    assert out.returncode == 2 and out.stderr.strip().startswith("error:") and "not-a-model" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    out = _run(["ask", str(clips[0]), "q", "--fps", "-1", "--model", "tiny"], data_dir)
+    assert out.returncode == 2 and out.stderr.startswith("error:") and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_gpu_only_option_without_gpu_is_refused(data_dir, clips):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = _run(["ask", str(clips[0]), "q", "--model", "tiny", "--device", "cuda"], data_dir)
+    assert out.returncode == 2 and out.stderr.startswith("error:") and "GPU" in out.stderr
+
+
+def test_probe_json_contract_fields(data_dir, clips):
+    out = _run(["probe", str(clips[0]), "--json", "--fps", "2"], data_dir, timeout=120)
+    assert out.returncode == 0, out.stderr
+    obj = json.loads(out.stdout)
+    for key in ("duration_s", "fps", "frame_count", "width", "height", "codec", "sampled", "visual_tokens"):
+        assert key in obj, key
+    assert {"count", "timestamps_s", "resized_height", "resized_width"} <= obj["sampled"].keys()
+    assert obj["width"] == 160 and obj["height"] == 120 and obj["visual_tokens"] > 0
+
+
+def test_demo_answers_about_a_generated_clip(data_dir):
+    out = _run(["demo", "--json"], data_dir)
+    assert out.returncode == 0, out.stderr
+    obj = json.loads(out.stdout)
+    assert obj["model"] == "tiny" and obj["tokens"]["generated"] > 0 and obj["frames"]["count"] >= 2

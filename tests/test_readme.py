@@ -1,0 +1,38 @@
+"""The README documents the project: its file tree lists every module, its quick start two commands."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ["omnivideo_app", "engine", "kernels", "ui", "storage"]
+
+
+def _tree_paths() -> set[str]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Files", 1)[1].split("```", 2)[1]
+    paths, stack = set(), []
+    for line in block.splitlines():
+        m = re.match(r"^( *)(\S+)", line)
+        if not m or line.strip().startswith("#"):
+            continue
+        depth, name = len(m.group(1)) // 2, m.group(2)
+        stack = stack[:depth] + [name.rstrip("/")]
+        paths.add("/".join(stack))
+    return paths
+
+
+def test_readme_tree_lists_every_module():
+    listed = _tree_paths()
+    modules = {str(p.relative_to(ROOT)) for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
+               if "__pycache__" not in p.parts}
+    missing = sorted(m for m in modules | {"launcher.py"} if m not in listed)
+    assert not missing, f"README file tree lacks: {missing}"
+    stale = sorted(p for p in listed if p.endswith(".py") and not (ROOT / p).exists())
+    assert not stale, f"README file tree lists files that do not exist: {stale}"
+
+
+def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines() if line.strip()]
+    assert commands == ["make demo", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
