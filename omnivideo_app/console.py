@@ -48,7 +48,11 @@ class ErrorBoundaryGroup(click.Group):
     def main(self, args=None, prog_name=None, **extra):
         verbose = "--verbose" in (args if args is not None else sys.argv[1:])
         try:
-            return super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+            code = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+            # without standalone mode click returns ctx.exit(n)'s code instead of exiting
+            if isinstance(code, int) and code != 0:
+                sys.exit(code)
+            return code
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.exceptions.Abort:

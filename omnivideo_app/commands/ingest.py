@@ -3,18 +3,34 @@ from pathlib import Path
 
 import click
 
-from omnivideo_app.errors import OmniVideoError
+from omnivideo_app.console import Progress, print_json
 
 
 def register(cli, *, model_options, build_config):
     @cli.command()
     @click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
     @model_options
+    @click.option("--json", "json_out", is_flag=True, help="Print one JSON object per video.")
     @click.pass_context
-    def ingest(ctx, videos, **model_kw):
-        """Pre-ingest VIDEOS into the persistent KV cache, with progress.
+    def ingest(ctx, videos, json_out, **model_kw):
+        """Pre-ingest VIDEOS into the persistent KV cache, with progress; later questions load it.
 
         Example: python launcher.py ingest lecture.mp4 match.mkv --fps 1
         """
-        build_config(ctx, **model_kw)  # validates the options before anything else
-        raise OmniVideoError("'ingest' needs the persistent KV store, which this build does not have yet (issue 6)")
+        from omnivideo_app.app import App
+
+        app = App(build_config(ctx, **model_kw))
+        report = []
+        for video in videos:
+            progress = Progress()
+            opened = app.ingest(video, progress=progress)
+            progress.close()
+            item = {"video": str(video), "entry_id": opened.entry_id, "cache_hit": opened.cache_hit,
+                    "visual_tokens": opened.visual_tokens, "prefix_tokens": opened.prefix_tokens,
+                    "timings": {k: round(v, 4) for k, v in opened.timings.items()}}
+            report.append(item)
+            if not json_out:
+                what = "already cached" if opened.cache_hit else "ingested"
+                click.echo(f"{video}: {what} ({opened.visual_tokens} visual tokens, entry {opened.entry_id[:8]})")
+        if json_out:
+            print_json(report)
