@@ -18,6 +18,7 @@ import torch
 
 from engine.attention import AttentionPlan
 from engine.kv_cache import OmniCache
+from engine.sparse_prefill import SparsePrefill
 from engine.loading import LoadedModel
 from engine.sampling import SamplingParams, sample_next_token
 from omnivideo_app.errors import ConfigError, VideoCancelled
@@ -27,13 +28,18 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """chunk_size: prefix tokens per prefill forward (bounds activation memory on long videos)."""
+    """chunk_size: prefix tokens per prefill forward (bounds activation memory on long videos);
+    sparse: OmniSparse parameters for the prefix prefill (None = dense); below sparse_min_keys keys a
+    chunk runs dense (estimation would cost more than it saves)."""
     chunk_size: int = 4096
     reserve_tokens: int = 1024   # cache room kept after the prefix for questions and answers
+    sparse: object | None = None
+    sparse_min_keys: int = 4096
+    force_density: float | None = None  # benchmarks only
 
     def __post_init__(self):
-        if self.chunk_size < 64:
-            raise ConfigError(f"chunk_size must be >= 64, got {self.chunk_size}")
+        if self.chunk_size < 64 or self.chunk_size % 64:
+            raise ConfigError(f"chunk_size must be a multiple of 64 (the sparse block size), got {self.chunk_size}")
         if self.reserve_tokens < 0:
             raise ConfigError(f"reserve_tokens must be >= 0, got {self.reserve_tokens}")
 
@@ -112,17 +118,24 @@ class Engine:
         embeds[is_video] = embeds_video.to(embeds.dtype)
         cache = OmniCache(self.num_layers)
         cache.reserve(len(prefix_ids) + self.config.reserve_tokens)
-        self._prefill_chunks(cache, embeds, positions, progress, cancel)
+        plan = self.plan_factory("prefix")
+        if plan is None and self.config.sparse is not None:
+            plan = AttentionPlan(sparse=SparsePrefill(self.config.sparse, text_mask=~is_video[0],
+                                                      min_keys=self.config.sparse_min_keys,
+                                                      force_density=self.config.force_density))
+        self._prefill_chunks(cache, embeds, positions, plan, progress, cancel)
         _sync(self.device)
         t2 = time.perf_counter()
+        stats = {"vision_s": t1 - t0, "prefill_s": t2 - t1}
+        if plan is not None and isinstance(plan.sparse, SparsePrefill):
+            stats["sparse"] = plan.sparse.stats.summary()
         return Conversation(cache=cache, rope_delta=int(deltas.reshape(-1)[0]), prefix_len=len(prefix_ids),
-                            ids=list(prefix_ids), stats={"vision_s": t1 - t0, "prefill_s": t2 - t1})
+                            ids=list(prefix_ids), stats=stats)
 
     def _prefill_chunks(self, cache: OmniCache, embeds: torch.Tensor, positions: torch.Tensor,
-                        progress: Progress | None, cancel) -> None:
+                        plan: AttentionPlan | None, progress: Progress | None, cancel) -> None:
         """embeds [1, N, hidden]; positions [3, 1, N]. Runs the decoder stack chunk by chunk."""
         n, step = embeds.shape[1], self.config.chunk_size
-        plan = self.plan_factory("prefix")
         for start in range(0, n, step):
             if cancel is not None and getattr(cancel, "cancelled", False):
                 raise VideoCancelled("ingest cancelled")

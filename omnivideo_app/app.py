@@ -61,7 +61,11 @@ class App:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = Engine(self.loaded, EngineConfig(chunk_size=self.config.chunk_size))
+            from engine.sparse_prefill import PRESETS
+
+            c = self.config
+            self._engine = Engine(self.loaded, EngineConfig(chunk_size=c.chunk_size, sparse=PRESETS[c.attention],
+                                                             sparse_min_keys=c.sparse_min_keys))
         return self._engine
 
     @property
@@ -157,7 +161,7 @@ class App:
                             visual_tokens=inputs.num_visual_tokens, prefix_tokens=len(prefix_ids),
                             timings={"video_s": video_s, "vision_s": conv.stats["vision_s"],
                                      "prefill_s": conv.stats["prefill_s"]},
-                            extra={"info": sampled.info})
+                            extra={"info": sampled.info, "sparse": conv.stats.get("sparse")})
         return video, conv
 
     # -- library and sessions -------------------------------------------------------------------------

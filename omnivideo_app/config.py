@@ -34,6 +34,7 @@ class AppConfig:
     fps: float | None = 2.0
     max_frames: int | None = None
     chunk_size: int = 4096
+    sparse_min_keys: int = 4096             # shorter prefixes (and chunks) prefill dense
     cache_budget_bytes: int | None = None   # disk budget of the KV store; None = unlimited
 
     def __post_init__(self):

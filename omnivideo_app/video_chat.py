@@ -93,7 +93,8 @@ class VideoChat:
             tokens={"visual": self.video.visual_tokens, "prompt": prompt_tokens, "generated": len(answer_ids),
                     "reused": reused},
             frames={"count": len(self.video.timestamps_s), "timestamps_s": self.video.timestamps_s},
-            stop_reason=stop_reason, extra={"turn": len(self.turns), "entry_id": self.video.entry_id})
+            stop_reason=stop_reason, extra={"turn": len(self.turns), "entry_id": self.video.entry_id,
+                                            "sparse": self.video.extra.get("sparse")})
         self._persist(question, ids, answer, answer_ids, self.last)
         if self.session_id is not None:
             self.last.extra["session_id"] = self.session_id

@@ -1,0 +1,1 @@
+"""Benchmarks and fidelity measurements: workloads, kernel-level and end-to-end prefill benches."""

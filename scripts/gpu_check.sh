@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One call on the GPU box (device tool): carried wheels, GPU-marked tests, kernel/engine tests on
+# CUDA, the tiny model end to end in NF4, and the benchmarks. Everything lands under $OUT.
+#   run: bash scripts/gpu_check.sh      (with .whl carried: bitsandbytes, sqlite-utils, xxhash)
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:$PWD || exit 1
+fi
+export PYTHONPATH=${PYTHONPATH:-$PWD} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TRITON_F32_DEFAULT=ieee
+step() { echo "=== $1 ($(date +%T))"; }
+step env
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/env.txt"
+python3 - <<'PY' | tee -a "$OUT/env.txt"
+import torch, triton, transformers, bitsandbytes, cv2
+print("torch", torch.__version__, "cuda", torch.version.cuda, "triton", triton.__version__,
+      "transformers", transformers.__version__, "bitsandbytes", bitsandbytes.__version__, "cv2", cv2.__version__)
+print("sdpa backends: flash", torch.backends.cuda.flash_sdp_enabled(), "cudnn", torch.backends.cuda.cudnn_sdp_enabled())
+PY
+which ffmpeg || echo "no ffmpeg here: tests that generate H.264/HEVC/VP9 files are deselected"
+step "GPU-marked tests + kernels + engine on CUDA"
+timeout 420 python3 -m pytest -q -p no:cacheprovider -m "gpu or not slow" tests/kernels tests/engine \
+  tests/video/test_video_parity.py tests/video/test_video_processor.py --timeout 300 2>&1 | tee "$OUT/gpu_tests.log"
+step "tiny model, NF4 on CUDA, through the CLI"
+python3 - <<'PY' > /tmp/clip.log 2>&1
+import sys; sys.path.insert(0, "tests")
+from pathlib import Path
+from conftest import make_clip
+make_clip(Path("/tmp/clip.mp4"), seconds=4, fps=10, size=(320, 240), seed=3)
+PY
+for att in dense balanced; do
+  python3 launcher.py --data-dir /tmp/ovd ask /tmp/clip.mp4 "What happens?" --model tiny --quant nf4 \
+    --attention $att --json --max-new-tokens 8 > "$OUT/tiny_nf4_$att.json" 2> "$OUT/tiny_nf4_$att.err"
+  echo "$att rc=$?"; head -c 600 "$OUT/tiny_nf4_$att.json"; cat "$OUT/tiny_nf4_$att.err"
+done
+step "prefill kernel benchmark"
+timeout 360 python3 -m omnivideo_app.bench.prefill_kernels --out "$OUT/prefill" 2>&1 | tail -40
+step done
