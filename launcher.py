@@ -42,7 +42,8 @@ def build_config(ctx, model=None, fps=None, max_frames=None, attention="dense", 
     from omnivideo_app.config import AppConfig
     from omnivideo_app.models import DEFAULT_MODEL
 
-    kwargs = dict(data_dir=ctx.obj["data_dir"], model=model or default_model or DEFAULT_MODEL,
+    kwargs = dict(data_dir=ctx.obj["data_dir"], cache_budget_bytes=ctx.obj["cache_budget_bytes"],
+                  model=model or default_model or DEFAULT_MODEL,
                   attention=attention, device=device, dtype=dtype, quant=quant, max_frames=max_frames)
     if fps is not None:
         kwargs["fps"] = fps
@@ -66,15 +67,18 @@ def sampling_params(max_new_tokens, temperature, top_p, seed):
 @click.group(cls=ErrorBoundaryGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where models, caches and sessions live (default: $OMNIVIDEO_HOME or ~/.local/share/omnivideo).")
+@click.option("--cache-budget-gb", type=float, default=None,
+              help="Disk budget of the KV cache; least recently used entries are evicted beyond it.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks of internal errors.")
 @click.pass_context
-def cli(ctx, data_dir, verbose):
+def cli(ctx, data_dir, cache_budget_gb, verbose):
     """OmniVideo: ask questions about long local videos with a quantized Qwen2.5-VL."""
     from omnivideo_app.config import default_data_dir
 
     ctx.ensure_object(dict)
     ctx.obj["data_dir"] = (data_dir or default_data_dir()).expanduser()
     ctx.obj["verbose"] = verbose
+    ctx.obj["cache_budget_bytes"] = None if cache_budget_gb is None else int(cache_budget_gb * 2**30)
 
 
 def _answer(ctx, video, question, json_out, params, cfg_kwargs, default_model=None):
@@ -84,6 +88,8 @@ def _answer(ctx, video, question, json_out, params, cfg_kwargs, default_model=No
     progress = Progress()
     chat = app.open_video(video, progress=progress)
     progress.close()
+    if chat.video.extra.get("store_error"):
+        click.echo(f"warning: the video's KV was not stored: {chat.video.extra['store_error']}", err=True)
     for piece in chat.ask(question, params):
         if not json_out:
             click.echo(piece, nl=False)

@@ -17,7 +17,7 @@ from engine.loading import LoadedModel, LoadOptions, load_model
 from engine.prompt import ChatFormat
 from omnivideo_app.answer import SYSTEM_PROMPT, format_mmss  # noqa: F401  (format_mmss re-exported for ui/)
 from omnivideo_app.config import AppConfig
-from omnivideo_app.errors import CacheEntryCorrupt, SessionError, VideoError
+from omnivideo_app.errors import CacheEntryCorrupt, CacheError, SessionError, VideoError
 from omnivideo_app.library import cache_key, entry_meta, restore
 from omnivideo_app.video import SamplingConfig, sample_video, to_model_inputs
 from omnivideo_app.video_chat import OpenedVideo, VideoChat
@@ -82,6 +82,8 @@ class App:
         kwargs = {"fps": c.fps} if c.fps is not None else {}
         if c.max_frames is not None:
             kwargs["max_frames"] = c.max_frames
+        if c.total_pixels is not None:
+            kwargs["total_pixels"] = c.total_pixels
         return SamplingConfig(**kwargs)
 
     def sampling_dict(self) -> dict:
@@ -95,8 +97,13 @@ class App:
         return probe_report(_check_path(Path(path)), self.sampling_config(), model=self.config.model,
                             attention=self.config.attention)
 
-    def open_video(self, path: str | Path, progress: Progress | None = None, cancel=None) -> VideoChat:
-        """A chat on `path`: its stored prefix if there is one, else decode + vision + prefill (+ store)."""
+    def open_video(self, path: str | Path, progress: Progress | None = None, cancel=None,
+                   require_store: bool = False) -> VideoChat:
+        """A chat on `path`: its stored prefix if there is one, else decode + vision + prefill (+ store).
+
+        If storing fails (disk full, entry over the budget) the chat still works: the reason is
+        logged and kept in `video.extra["store_error"]`, unless `require_store` (then it is raised).
+        """
         path = _check_path(Path(path))
         chat = self.chat_format()
         if self.store is None:
@@ -111,18 +118,25 @@ class App:
             else:
                 video, conv = self._compute(path, chat, progress, cancel)
                 t0 = time.perf_counter()
-                entry = self.store.put(key, conv.cache.iter_layers(conv.prefix_len),
-                                       entry_meta(conv, video.visual_tokens, video.extra["info"], video.timestamps_s),
-                                       video_path=path)
+                try:
+                    entry = self.store.put(key, conv.cache.iter_layers(conv.prefix_len),
+                                           entry_meta(conv, video.visual_tokens, video.extra["info"],
+                                                      video.timestamps_s), video_path=path)
+                except CacheError as e:
+                    if require_store:
+                        raise
+                    log.warning("the video's KV was not stored: %s", e)
+                    video.extra["store_error"] = str(e)
+                else:
+                    video.entry_id = entry.id
+                    entry.close()
                 video.timings["store_s"] = time.perf_counter() - t0
-                video.entry_id = entry.id
-                entry.close()
         video.video_sha256 = key.video_sha256
         return VideoChat(self, video, conv, chat)
 
     def ingest(self, path: str | Path, progress: Progress | None = None, cancel=None) -> OpenedVideo:
         """Make sure `path` is in the store (the library's "add"); returns what was ingested or found."""
-        return self.open_video(path, progress=progress, cancel=cancel).video
+        return self.open_video(path, progress=progress, cancel=cancel, require_store=True).video
 
     def _load(self, key, path: Path, chat: ChatFormat, progress: Progress | None):
         entry = self.store.get(key)

@@ -33,6 +33,7 @@ class AppConfig:
     attention: str = "dense"
     fps: float | None = 2.0
     max_frames: int | None = None
+    total_pixels: int | None = None         # pixel budget over all frames (None: qwen-vl-utils default)
     chunk_size: int = 4096
     sparse_min_keys: int = 4096             # shorter prefixes (and chunks) prefill dense
     cache_budget_bytes: int | None = None   # disk budget of the KV store; None = unlimited
@@ -42,6 +43,8 @@ class AppConfig:
             raise ConfigError(f"attention must be one of {', '.join(ATTENTION_PRESETS)}, got {self.attention!r}")
         if self.fps is not None and not 0 < self.fps <= 60:
             raise ConfigError(f"fps must be in (0, 60], got {self.fps}")
+        if self.cache_budget_bytes is not None and self.cache_budget_bytes <= 0:
+            raise ConfigError(f"cache budget must be positive, got {self.cache_budget_bytes} bytes")
         if self.max_frames is not None and self.max_frames < 2:
             raise ConfigError(f"max-frames must be >= 2 (frames come in pairs), got {self.max_frames}")
 

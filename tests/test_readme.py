@@ -30,6 +30,13 @@ def test_readme_tree_lists_every_module():
     assert not stale, f"README file tree lists files that do not exist: {stale}"
 
 
+def test_readme_tree_is_generated_from_the_current_docstrings():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_tree.py"), "--check"])
+    assert out.returncode == 0, "README tree is stale: run python scripts/readme_tree.py"
+
+
 def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
     text = (ROOT / "README.md").read_text()
     block = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]

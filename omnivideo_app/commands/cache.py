@@ -11,7 +11,8 @@ def _store(ctx):
     from omnivideo_app.config import AppConfig
     from storage import KVStore
 
-    return KVStore(AppConfig(data_dir=ctx.obj["data_dir"]).cache_dir)
+    cfg = AppConfig(data_dir=ctx.obj["data_dir"], cache_budget_bytes=ctx.obj["cache_budget_bytes"])
+    return KVStore(cfg.cache_dir, budget_bytes=cfg.cache_budget_bytes)
 
 
 def _ago(ts: float) -> str:
