@@ -106,8 +106,7 @@ def run(args) -> dict:
 
 def _report(r: dict) -> str:
     d = r["disk"]
-    keys = sorted(k for k in d if isinstance(d[k], (int, float)))
-    rows = "\n".join(f"| {k} | {d[k]:.3f} |" for k in keys)
+    rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in d["gbps"].items())
     return f"""# Persistent cache: cold vs warm time to first token
 
 Settings: {json.dumps(r['settings'])}; host {r['host']}; {r['date']}.
@@ -119,7 +118,8 @@ Visual tokens {r['visual_tokens']}, stored prefix {r['prefix_tokens']} tokens.
 | warm (new process, new question: load + question prefill) | {r['warm_ttft_s']:.3f} s |
 | warm / cold | {r['warm_over_cold']:.3f} |
 
-Disk and load throughput in the same run (storage.disk_speed, GB/s and ratios):
+Disk and load throughput in the same run (storage.disk_speed on a {d['entry_bytes'] / 2**30:.2f} GiB entry in the
+cache directory, {d['device']}; medians, GB/s; `load_vs_sequential` = store load / best sequential read):
 
 | measure | value |
 |---|---|
