@@ -91,8 +91,7 @@ def tiny_config(tokenizer):
                   fullatt_block_indexes=[1], tokens_per_second=2)
     return Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
                             video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                            vision_end_token_id=ids["<|vision_end|>"], eos_token_id=ids["<|im_end|>"],
-                            pad_token_id=ids["<|endoftext|>"])
+                            vision_end_token_id=ids["<|vision_end|>"])
 
 
 def _build_into(dest: Path) -> None:
@@ -106,7 +105,9 @@ def _build_into(dest: Path) -> None:
         model = Qwen2_5_VLForConditionalGeneration(config).eval()
     finally:
         torch.random.set_rng_state(state)
-    model.generation_config = GenerationConfig(eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id)
+    # from the tokenizer: transformers 5.17 keeps no top-level eos/pad ids on Qwen2_5_VLConfig
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                                               pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"))
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     (dest / "omnivideo_tiny.json").write_text(json.dumps({"version": TINY_VERSION}))

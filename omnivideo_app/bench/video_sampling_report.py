@@ -50,7 +50,8 @@ def write_report(result: dict, out_dir: Path):
         "",
         "The machine is shared: the 1-minute load average before/after each run is shown.",
         "",
-        "| method | frames | time (s) | CPU time (s) | load | peak RSS (MiB) | RSS growth (MiB) | sampled frames (MiB) |",
+        "| method | frames | time (s) | CPU time (s) | load | peak RSS (MiB) | RSS growth (MiB) "
+        "| sampled frames (MiB) |",
         "|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in [*result["runs"], result["baseline"]]:

@@ -30,8 +30,8 @@ def test_hook_is_used_by_text_layers_only_and_sees_the_plan(tiny):
     plan = AttentionPlan(observe=lambda module, q, k, v, scale: seen.append((module.layer_idx, q.shape, k.shape)))
     lm = tiny.model.model.language_model
     with torch.inference_mode():
-        lm(inputs_embeds=torch.randn(1, 5, lm.config.hidden_size), position_ids=torch.arange(5).view(1, 1, 5).expand(3, 1, 5),
-           omni_plan=plan)
+        lm(inputs_embeds=torch.randn(1, 5, lm.config.hidden_size, device=tiny.device),
+           position_ids=torch.arange(5, device=tiny.device).view(1, 1, 5).expand(3, 1, 5), omni_plan=plan)
     assert [s[0] for s in seen] == list(range(lm.config.num_hidden_layers))
     hq, hkv = lm.config.num_attention_heads, lm.config.num_key_value_heads
     assert seen[0][1][1] == hq and seen[0][2][1] == hkv  # GQA arrives unexpanded
@@ -39,8 +39,8 @@ def test_hook_is_used_by_text_layers_only_and_sees_the_plan(tiny):
 
 def test_a_sparse_callback_replaces_the_output(tiny):
     lm = tiny.model.model.language_model
-    x = torch.randn(1, 6, lm.config.hidden_size)
-    pos = torch.arange(6).view(1, 1, 6).expand(3, 1, 6)
+    x = torch.randn(1, 6, lm.config.hidden_size, device=tiny.device)
+    pos = torch.arange(6, device=tiny.device).view(1, 1, 6).expand(3, 1, 6)
     zero = AttentionPlan(sparse=lambda module, q, k, v, scale: torch.zeros_like(q))
     with torch.inference_mode():
         dense = lm(inputs_embeds=x, position_ids=pos).last_hidden_state
