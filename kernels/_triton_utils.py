@@ -9,6 +9,7 @@ import os
 
 import torch
 import triton
+import triton.language as tl
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -32,3 +33,18 @@ def check_device(*tensors: torch.Tensor) -> None:
 def check_last_dim_contiguous(**tensors: torch.Tensor) -> None:
     for name, t in tensors.items():
         assert t.stride(-1) == 1, f"{name} must be contiguous in its last dimension, strides {t.stride()}"
+
+
+@triton.jit
+def online_softmax_step(acc, m_i, l_i, s, v, PREC: tl.constexpr):
+    """Fold one key tile into a running softmax (FlashAttention's update, base 2).
+
+    acc [R, D] f32, m_i / l_i [R] f32 running max and sum; s [R, N] scores already scaled by
+    log2(e)/sqrt(d) and masked with -inf; v [N, D]. Every row needs one finite score in the tile.
+    """
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    p = tl.exp2(s - m_new[:, None])
+    alpha = tl.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+    return acc, m_new, l_i

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton_utils import INTERPRET, autotune, check_device, check_last_dim_contiguous
+from kernels._triton_utils import INTERPRET, autotune, check_device, check_last_dim_contiguous, online_softmax_step
 
 try:
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -33,17 +33,6 @@ LOG = logging.getLogger(__name__)
 LOG2E = 1.4426950408889634
 LN2 = tl.constexpr(0.6931471805599453)       # a jit kernel may only read constexpr globals
 MAIN_TILE = 128                                # rows of the main launch's query tiles
-
-
-@triton.jit
-def _online_softmax_step(acc, m_i, l_i, s, vt, PREC: tl.constexpr):
-    """Fold one key tile (scores s [BLOCK_M, BLOCK_N], log2 domain; values vt [BLOCK_N, D]) in."""
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    p = tl.exp2(s - m_new[:, None])
-    alpha = tl.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt, input_precision=PREC)
-    return acc, m_new, l_i
 
 
 @triton.jit
@@ -79,13 +68,13 @@ def _attn_kernel(Q, K, V, K_desc, V_desc, O, LSE, IDX, CNT, ORDER,
         if USE_TMA:                                     # descriptors view K, V as [Hkv * Nk, D]
             row = u * Nk + tl.load(idx_row + jt) * B
             s = tl.dot(q, tl.trans(K_desc.load([row, 0])), input_precision=PREC) * qk_scale
-            acc, m_i, l_i = _online_softmax_step(acc, m_i, l_i, s, V_desc.load([row, 0]), PREC)
+            acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, V_desc.load([row, 0]), PREC)
         else:
             kpos = tl.load(idx_row + jt * NB + j // B) * B + j % B   # [BLOCK_N] key rows
             kt = tl.load(k_base + kpos[None, :] * sk_n + d[:, None])  # [D, BLOCK_N]
             s = tl.dot(q, kt, input_precision=PREC) * qk_scale
             vt = tl.load(v_base + kpos[:, None] * sv_n + d[None, :])  # [BLOCK_N, D]
-            acc, m_i, l_i = _online_softmax_step(acc, m_i, l_i, s, vt, PREC)
+            acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, vt, PREC)
     # -- last tile: holds the diagonal block; list end, Nk and causal masks --
     e = n_free * NB + j // B
     e_ok = e < n
@@ -95,7 +84,7 @@ def _attn_kernel(Q, K, V, K_desc, V_desc, O, LSE, IDX, CNT, ORDER,
     s = tl.dot(q, kt, input_precision=PREC) * qk_scale
     s = tl.where(k_ok[None, :] & (kpos[None, :] <= qpos[:, None]), s, float("-inf"))
     vt = tl.load(v_base + kpos[:, None] * sv_n + d[None, :], mask=k_ok[:, None], other=0.0)
-    acc, m_i, l_i = _online_softmax_step(acc, m_i, l_i, s, vt, PREC)
+    acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, vt, PREC)
     # -- epilogue --
     out = acc / l_i[:, None]
     tl.store(O + head[:, None] * so_h + tok[:, None] * so_n + d[None, :], out.to(O.dtype.element_ty),

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton_utils import check_device, check_last_dim_contiguous
+from kernels._triton_utils import check_device, check_last_dim_contiguous, online_softmax_step
 from kernels.kv_slimming import PackedKV
 
 LOG2_E = 1.4426950408889634
@@ -66,13 +66,8 @@ class DecodeTail:
 def _online_softmax_step(acc, m_i, l_i, b_q, b_k, b_v, m_n, qk_scale, DOT_PRECISION: tl.constexpr):
     """Fold one key tile into the running (acc [G, D], m_i [G], l_i [G]) of the group; base-2 softmax."""
     b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PRECISION) * qk_scale  # [G, N]
-    b_s = tl.where(m_n[None, :], b_s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(b_s, 1))  # finite: every tile has at least one valid key
-    b_p = tl.exp2(b_s - m_new[:, None])
-    alpha = tl.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(b_p, 1)
-    acc = acc * alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v, input_precision=DOT_PRECISION)
-    return acc, m_new, l_i
+    b_s = tl.where(m_n[None, :], b_s, float("-inf"))  # every tile has at least one valid key
+    return online_softmax_step(acc, m_i, l_i, b_s, b_v, DOT_PRECISION)
 
 
 @triton.jit
