@@ -18,6 +18,8 @@ import torch
 
 from engine.attention import AttentionPlan
 from engine.kv_cache import OmniCache
+from engine.question_prefill import is_host_cache, prefill_streamed
+from engine.slim_decode import SlimDecodeConfig, generate_slim
 from engine.sparse_prefill import SparsePrefill
 from engine.loading import LoadedModel
 from engine.sampling import SamplingParams, sample_next_token
@@ -70,7 +72,8 @@ def _sync(device: torch.device) -> None:
 
 class Engine:
     def __init__(self, loaded: LoadedModel, config: EngineConfig | None = None,
-                 plan_factory: Callable[[str], AttentionPlan | None] | None = None):
+                 plan_factory: Callable[[str], AttentionPlan | None] | None = None,
+                 slim_decode: SlimDecodeConfig | None = None):
         self.loaded = loaded
         self.config = config or EngineConfig()
         self.model = loaded.model
@@ -83,6 +86,8 @@ class Engine:
         self.video_pad_id = self.model.config.video_token_id
         # plan_factory(stage) -> plan for "prefix" / "text" forwards; None -> dense everywhere
         self.plan_factory = plan_factory or (lambda stage: None)
+        # mechanism 3: decode each question over a per-head slimmed KV (None: dense decode, as before)
+        self.slim_decode = slim_decode
 
     # -- vision -----------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -152,13 +157,17 @@ class Engine:
         return Conversation(cache=cache, rope_delta=rope_delta, prefix_len=len(prefix_ids), ids=list(prefix_ids))
 
     # -- text + decode ----------------------------------------------------------------------------
-    def _forward_text(self, conv: Conversation, new_ids: list[int], stage: str) -> torch.Tensor:
+    def _forward_text(self, conv: Conversation, new_ids: list[int], stage: str,
+                      plan: AttentionPlan | None = None) -> torch.Tensor:
         """Feed text tokens after the current end; return the last position's logits [V]."""
+        plan = plan if plan is not None else self.plan_factory(stage)
+        if is_host_cache(conv.cache):  # KV in host memory: stream it layer by layer
+            return prefill_streamed(self, conv, new_ids, plan)
         n, start = len(new_ids), conv.length
         ids = torch.tensor([new_ids], device=self.device)
         pos = (torch.arange(start, start + n, device=self.device) + conv.rope_delta).view(1, 1, n).expand(3, 1, n)
         out = self.lm(inputs_embeds=self.embed(ids), position_ids=pos, past_key_values=conv.cache,
-                      use_cache=True, omni_plan=self.plan_factory(stage))
+                      use_cache=True, omni_plan=plan)
         conv.ids.extend(new_ids)
         return self.lm_head(out.last_hidden_state[:, -1])[0]
 
@@ -169,6 +178,9 @@ class Engine:
 
         The stop token is yielded (so the caller knows why it ended) but not fed back.
         """
+        if self.slim_decode is not None:
+            yield from generate_slim(self, conv, new_ids, params, stop_ids)
+            return
         gen = params.generator(self.device)
         t0 = time.perf_counter()
         logits = self._forward_text(conv, conv.pending + list(new_ids), "text")
