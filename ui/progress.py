@@ -1,0 +1,61 @@
+"""Ingest progress for the page: the app's `progress(done, total, stage)` -> a line with the stage's ETA.
+
+The app reports each stage separately (probe, decode/sample, vision, prefill, store, or load when
+the video comes from the cache). The ETA is per stage, from that stage's own rate so far: stages run
+at very different speeds, so one overall rate would be wrong in every one of them.
+
+    bar = StageProgress(lambda fraction, text: gr_progress(fraction, desc=text))
+    app.ingest(path, progress=bar)        # bar(12, 48, "sample") -> "decoding frames 12/48 · ETA 9 s"
+"""
+import time
+from collections.abc import Callable
+
+STAGE_LABELS = {
+    "probe": "reading the video's metadata",
+    "sample": "decoding frames",
+    "decode": "decoding frames",
+    "vision": "encoding frames",
+    "prefill": "prefill",
+    "store": "storing the KV cache",
+    "load": "loading from the cache",
+}
+
+
+def format_eta(seconds: float) -> str:
+    """3.2 -> '4 s'; 95 -> '1 min 35 s'; 4000 -> '1 h 07 min'."""
+    s = max(0, int(seconds + 0.999))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+class StageProgress:
+    """A progress callback that turns stage counts into (fraction, text) for a sink (a `gr.Progress`)."""
+
+    def __init__(self, sink: Callable[[float, str], None], clock: Callable[[], float] = time.monotonic):
+        self.sink = sink
+        self.clock = clock
+        self.stage: str | None = None
+        self.stage_start = 0.0
+        self.stages_seen: list[str] = []
+        self.last_text = ""
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        now = self.clock()
+        if stage != self.stage:
+            self.stage, self.stage_start = stage, now
+            self.stages_seen.append(stage)
+        total = max(total, 1)
+        done = min(max(done, 0), total)
+        self.last_text = self.describe(done, total, stage, now - self.stage_start)
+        self.sink(done / total, self.last_text)
+
+    @staticmethod
+    def describe(done: int, total: int, stage: str, elapsed_s: float) -> str:
+        label = STAGE_LABELS.get(stage, stage)
+        text = f"{label} {done}/{total}"
+        if 0 < done < total and elapsed_s > 0:
+            text += f" · ETA {format_eta(elapsed_s / done * (total - done))}"
+        return text
