@@ -15,6 +15,7 @@ from pathlib import Path
 from engine.engine import Engine, EngineConfig
 from engine.loading import LoadedModel, LoadOptions, load_model
 from engine.prompt import ChatFormat
+from engine.sampling import SamplingParams  # noqa: F401  (re-exported: ui/ talks to omnivideo_app only)
 from omnivideo_app.answer import SYSTEM_PROMPT, format_mmss  # noqa: F401  (format_mmss re-exported for ui/)
 from omnivideo_app.config import AppConfig
 from omnivideo_app.errors import CacheEntryCorrupt, CacheError, SessionError, VideoError
@@ -46,6 +47,16 @@ class App:
         self._store: KVStore | None = None
         self._use_store = use_store
         self.load_s = 0.0
+
+    _MODEL_FIELDS = ("data_dir", "model", "device", "dtype", "quant")
+
+    def reconfigured(self, config: AppConfig) -> "App":
+        """An app with `config` that keeps this one's loaded model when the model settings are the same
+        (changing fps or the attention preset must not reload gigabytes of weights). Close this one after."""
+        new = App(config, use_store=self._use_store)
+        if self._loaded is not None and all(getattr(config, f) == getattr(self.config, f) for f in self._MODEL_FIELDS):
+            new._loaded, new.load_s = self._loaded, 0.0
+        return new
 
     # -- lazily built parts ---------------------------------------------------------------------------
     @property
@@ -98,23 +109,32 @@ class App:
                             attention=self.config.attention)
 
     def open_video(self, path: str | Path, progress: Progress | None = None, cancel=None,
-                   require_store: bool = False) -> VideoChat:
+                   require_store: bool = False, *, stored_as: dict | None = None) -> VideoChat:
         """A chat on `path`: its stored prefix if there is one, else decode + vision + prefill (+ store).
 
         If storing fails (disk full, entry over the budget) the chat still works: the reason is
         logged and kept in `video.extra["store_error"]`, unless `require_store` (then it is raised).
+        `stored_as` (a `library()` item): open that entry, with the sampling and preset it was made
+        with, instead of the current settings' (see `open_entry`).
         """
         path = _check_path(Path(path))
         chat = self.chat_format()
         if self.store is None:
             video, conv = self._compute(path, chat, progress, cancel)
             return VideoChat(self, video, conv, chat)
-        key = cache_key(self.store, path, self.loaded, chat, self.sampling_config(), self.config.attention)
+        sampling, attention = self.sampling_config(), self.config.attention
+        if stored_as is not None:
+            sampling, attention = SamplingConfig(**stored_as["sampling"]), stored_as["attention_preset"]
+        key = cache_key(self.store, path, self.loaded, chat, sampling, attention)
         # Held across lookup and ingest: a second process opening the same video waits, then hits.
         with self.store.lock(key):
             found = self._load(key, path, chat, progress)
             if found is not None:
                 video, conv = found
+            elif stored_as is not None and (sampling, attention) != (self.sampling_config(), self.config.attention):
+                # Computing it again would need the entry's settings in the engine: say what to do instead.
+                raise CacheError(f"the cache entry of {path.name} no longer matches the file (changed or "
+                                 "removed since); re-ingest it with the current settings")
             else:
                 video, conv = self._compute(path, chat, progress, cancel)
                 t0 = time.perf_counter()
@@ -180,13 +200,36 @@ class App:
 
     # -- library and sessions -------------------------------------------------------------------------
     def library(self) -> list[dict]:
-        """Stored videos, most recently used first (entry_id, video_path, duration_s, model, tokens, size...)."""
+        """Stored videos, most recently used first: entry_id, video_path, model_id, attention_preset,
+        sampling, duration_s, num_visual_tokens, num_frames, num_tokens (cached), nbytes, last_used_at..."""
         out = []
         for row in self.store.ls():
             item = dict(row)
             item["entry_id"] = item.pop("id")
+            meta = item.pop("meta", None) or {}
+            item["duration_s"] = meta.get("duration_s")
+            item["num_visual_tokens"] = meta.get("num_visual_tokens")
+            item["num_frames"] = len(meta.get("timestamps_s") or [])
             out.append(item)
         return out
+
+    def open_entry(self, entry_id: str, progress: Progress | None = None) -> VideoChat:
+        """Open a library entry as it was stored (its own sampling and attention preset): a cache hit.
+
+        Raises CacheError when the entry is gone, was made with another model than the loaded one, or
+        no longer matches its file."""
+        full_id = self.store.resolve(entry_id)
+        item = next((it for it in self.library() if it["entry_id"] == full_id), None)
+        if item is None:
+            raise CacheError(f"cache entry {entry_id[:8]} is gone")
+        loaded = self.loaded
+        if (item["model_id"], item["quantization"]) != (loaded.model_id, loaded.quantization):
+            raise CacheError(f"cache entry {entry_id[:8]} was made with model {item['model_id']} "
+                             f"({item['quantization']}); the app runs {loaded.model_id} ({loaded.quantization}): "
+                             "switch the model in the settings to open it")
+        if not item.get("video_path"):
+            raise CacheError(f"cache entry {entry_id[:8]} does not record its video's path")
+        return self.open_video(item["video_path"], progress=progress, stored_as=item)
 
     def remove(self, entry_id: str) -> bool:
         return self.store.drop(self.store.resolve(entry_id))
@@ -213,6 +256,9 @@ class App:
         return chat
 
     def close(self) -> None:
+        """Close the store and drop this app's references to the model (freed unless another app
+        from `reconfigured` shares it)."""
+        self._loaded = self._engine = None
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -11,7 +11,7 @@ import traceback
 
 import click
 
-from omnivideo_app.errors import OmniVideoError
+from omnivideo_app.errors import OmniVideoError, is_out_of_memory
 
 EXIT_USER_ERROR = 2
 
@@ -65,9 +65,12 @@ class ErrorBoundaryGroup(click.Group):
             fail("interrupted", 130)
         except BrokenPipeError:
             sys.exit(0)
-        except MemoryError:
-            fail("out of memory: try fewer frames (--fps / --max-frames)")
-        except Exception as e:  # a bug, not a user error: one line, traceback on request
+        except Exception as e:
+            if is_out_of_memory(e):  # host MemoryError or CUDA OOM: the user can fix it, not a bug
+                where = "GPU memory" if not isinstance(e, MemoryError) else "memory"
+                fail(f"out of {where}: try fewer frames (--fps / --max-frames) or --attention fast; "
+                     "`probe FILE` shows the planner's estimate")
+            # a bug, not a user error: one line, traceback on request
             if verbose:
                 traceback.print_exc()
             fail(f"internal error: {type(e).__name__}: {e} (run with --verbose for the traceback)", 1)

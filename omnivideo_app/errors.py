@@ -43,3 +43,12 @@ class DiskFullError(CacheError):
 
 class SessionError(OmniVideoError):
     "The chat session does not exist or does not match"
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """Host OOM (MemoryError) or CUDA OOM (torch.cuda.OutOfMemoryError, a RuntimeError subclass)."""
+    if isinstance(e, MemoryError):
+        return True
+    import torch
+
+    return isinstance(e, torch.cuda.OutOfMemoryError)

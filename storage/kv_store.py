@@ -104,12 +104,13 @@ class KVStore:
 
     def ls(self) -> list[dict]:
         """One dict per entry, most recently used first: id, video_path, video_sha256, model_id,
-        model_revision, quantization, dtype, attention_preset, sampling, num_layers, num_tokens,
-        nbytes, created_at, last_used_at."""
+        model_revision, quantization, dtype, attention_preset, sampling, meta (the entry's meta dict),
+        num_layers, num_tokens, nbytes, created_at, last_used_at."""
         out = []
         for row in self.index.entries():
             item = {k: v for k, v in row.items() if k not in ("key_json", "meta_json", "key_digest", "format_version")}
             item["sampling"] = dict(json.loads(row["key_json"])["sampling"])
+            item["meta"] = json.loads(row["meta_json"])
             out.append(item)
         return out
 

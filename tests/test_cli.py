@@ -104,3 +104,29 @@ def test_demo_answers_about_a_generated_clip(data_dir):
     assert out.returncode == 0, out.stderr
     obj = json.loads(out.stdout)
     assert obj["model"] == "tiny" and obj["tokens"]["generated"] > 0 and obj["frames"]["count"] >= 2
+
+
+@pytest.mark.parametrize("exc, line", [
+    (MemoryError(), "error: out of memory: try fewer frames (--fps / --max-frames) or --attention fast;"),
+    ("cuda", "error: out of GPU memory: try fewer frames (--fps / --max-frames) or --attention fast;"),
+    (ValueError("boom"), "error: internal error: ValueError: boom (run with --verbose for the traceback)")])
+def test_error_boundary_translates_out_of_memory(exc, line, capsys):
+    """The boundary every command runs under: host and CUDA OOM are user errors (exit 2) with a hint."""
+    import click
+    import torch
+
+    from omnivideo_app.console import ErrorBoundaryGroup
+
+    @click.group(cls=ErrorBoundaryGroup)
+    def group():
+        pass
+
+    @group.command()
+    def work():
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB") if exc == "cuda" else exc
+
+    with pytest.raises(SystemExit) as stop:
+        group.main(["work"], prog_name="omnivideo")
+    err = capsys.readouterr().err
+    assert stop.value.code == (1 if isinstance(exc, ValueError) else 2)
+    assert err.startswith(line) and err.count("\n") == 1 and "Traceback" not in err

@@ -7,6 +7,7 @@ click on a frame of the strip seeks it too (ui/player.py). Sessions are listed a
     act = wire_chat(ws, view, tabs)            # act.open_entry serves the Library's "Open in chat"
 """
 import time
+from contextlib import closing
 from dataclasses import dataclass
 
 import gradio as gr
@@ -97,7 +98,7 @@ class ChatActions:
 
     def _opened(self, chat, tabs_value):
         frames, times = self.ws.strip(chat.video)
-        return (video_status(chat.video), str(chat.video.path), frames, times, history_of(chat), "",
+        return (video_status(chat.video), self.ws.player_path(chat.video), frames, times, history_of(chat), "",
                 state_of(chat), tabs_value)
 
     def _failed(self, e, path=None):
@@ -111,7 +112,7 @@ class ChatActions:
         try:
             path = self.ws.entry(entry_id)["video_path"]
             bar = StageProgress(lambda fraction, text: progress(fraction, desc=text))
-            chat = self.ws.open(request.session_hash, path, progress=bar)
+            chat = self.ws.open_entry(request.session_hash, entry_id, progress=bar)
             return self._opened(chat, gr.Tabs(selected="chat"))
         except Exception as e:  # the UI boundary
             return self._failed(e, path)
@@ -137,10 +138,13 @@ class ChatActions:
             bar = StageProgress(lambda fraction, text: progress(fraction, desc=text))
             chat = self.ws.chat(request.session_hash, state or empty_state(), progress=bar)
             text = ""
-            for piece in self.ws.ask(chat, question):
-                text += piece
-                history[-1] = {"role": "assistant", "content": linkify(text, chat.video.duration_s)}
-                yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            # closing(): if the page goes away mid-answer, Gradio closes this generator, and the
+            # inner one (which holds the model lock) is closed with it.
+            with closing(self.ws.ask(chat, question)) as pieces:
+                for piece in pieces:
+                    text += piece
+                    history[-1] = {"role": "assistant", "content": linkify(text, chat.video.duration_s)}
+                    yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         except Exception as e:  # the UI boundary: the error is the answer; the chat keeps working
             failure = error_text(e, oom_hint=lambda: self.ws.oom_hint((state or {}).get("video")))
             gr.Warning(failure)

@@ -12,18 +12,9 @@ logged with its traceback.
 import logging
 from collections.abc import Callable
 
-from omnivideo_app.errors import OmniVideoError, VideoCancelled
+from omnivideo_app.errors import OmniVideoError, VideoCancelled, is_out_of_memory
 
 log = logging.getLogger(__name__)
-
-
-def is_out_of_memory(e: BaseException) -> bool:
-    """Host OOM (MemoryError) or CUDA OOM (torch.cuda.OutOfMemoryError, a RuntimeError subclass)."""
-    if isinstance(e, MemoryError):
-        return True
-    import torch
-
-    return isinstance(e, torch.cuda.OutOfMemoryError)
 
 
 def error_text(e: BaseException, oom_hint: Callable[[], str | None] | None = None) -> str:

@@ -32,25 +32,37 @@ def format_eta(seconds: float) -> str:
 
 
 class StageProgress:
-    """A progress callback that turns stage counts into (fraction, text) for a sink (a `gr.Progress`)."""
+    """A progress callback that turns stage counts into (fraction, text) for a sink (a `gr.Progress`).
+
+    Each stage keeps its own clock from its first report, also when the pipelined ingest interleaves
+    them (decode, vision and prefill report in turns): the text then names every stage still running
+    (reported within `PIPELINE_WINDOW_S`), and the fraction is the one furthest behind.
+    """
+
+    PIPELINE_WINDOW_S = 1.0
 
     def __init__(self, sink: Callable[[float, str], None], clock: Callable[[], float] = time.monotonic):
         self.sink = sink
         self.clock = clock
-        self.stage: str | None = None
-        self.stage_start = 0.0
         self.stages_seen: list[str] = []
+        self._state: dict[str, list[float]] = {}   # stage -> [done, total, first report, last report]
         self.last_text = ""
 
     def __call__(self, done: int, total: int, stage: str) -> None:
         now = self.clock()
-        if stage != self.stage:
-            self.stage, self.stage_start = stage, now
-            self.stages_seen.append(stage)
         total = max(total, 1)
         done = min(max(done, 0), total)
-        self.last_text = self.describe(done, total, stage, now - self.stage_start)
-        self.sink(done / total, self.last_text)
+        if stage not in self._state:
+            self._state[stage] = [done, total, now, now]
+            self.stages_seen.append(stage)
+        st = self._state[stage]
+        st[0], st[1], st[3] = done, total, now
+        others = [s for s in self.stages_seen if s != stage and self._state[s][0] < self._state[s][1]
+                  and now - self._state[s][3] <= self.PIPELINE_WINDOW_S]
+        parts = [self.describe(done, total, stage, now - st[2])]
+        parts += [f"{STAGE_LABELS.get(s, s)} {int(self._state[s][0])}/{int(self._state[s][1])}" for s in others]
+        self.last_text = " | ".join(parts)
+        self.sink(min([done / total] + [self._state[s][0] / self._state[s][1] for s in others]), self.last_text)
 
     @staticmethod
     def describe(done: int, total: int, stage: str, elapsed_s: float) -> str:

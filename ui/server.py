@@ -2,7 +2,8 @@
 
 Gradio serves a file only if it is in its upload folder or in `allowed_paths`. OmniVideo points
 the upload folder into the data dir and allows exactly the kept uploads (`<data dir>/videos`) and
-the videos the user added (library entries, paths added while running). The KV cache and the models
+the videos the user added (library entries, paths added while running), plus the browser-playable
+copies of those (`<data dir>/playback`, ui/playback.py). The KV cache and the models
 are blocked outright. Listening beyond this machine needs a password.
 
     options = ServeOptions.from_cli(host="0.0.0.0", port=7860, auth="me:secret", share=False)
@@ -56,11 +57,12 @@ class FileAccess:
     def __init__(self, data_dir: Path):
         data_dir = Path(data_dir).resolve()
         self.videos_dir = data_dir / "videos"
+        self.playback_dir = data_dir / "playback"
         self.upload_dir = data_dir / "gradio"
         self.blocked = [str(data_dir / "cache"), str(data_dir / "models")]
         # Gradio keeps a reference to this very list (launch(allowed_paths=...)), so an append here
         # takes effect for the next request without a restart.
-        self.paths: list[str] = [str(self.videos_dir)]
+        self.paths: list[str] = [str(self.videos_dir), str(self.playback_dir)]
 
     def use_upload_dir(self) -> None:
         """Point Gradio's upload/temp folder into the data dir; call before the Blocks are built."""

@@ -107,7 +107,8 @@ def library_rows(items: list[dict], now: float) -> list[list]:
         duration = it.get("duration_s")
         rows.append([Path(it.get("video_path") or "?").name, format_mmss(duration) if duration else "—",
                      it.get("model_id", "?"), it.get("attention_preset") or "—", format_sampling(it.get("sampling")),
-                     it.get("num_tokens", 0), format_bytes(it.get("nbytes")), format_ago(it.get("last_used_at"), now),
+                     f"{it['num_visual_tokens']:,}" if it.get("num_visual_tokens") is not None else "—",
+                     format_bytes(it.get("nbytes")), format_ago(it.get("last_used_at"), now),
                      it["entry_id"][:12]])
     return rows
 

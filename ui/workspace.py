@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.sampling import SamplingParams
-from omnivideo_app.app import App
+from omnivideo_app.app import App, SamplingParams
 from omnivideo_app.errors import OmniVideoError, SessionError
 from omnivideo_app.video import CancelToken, SamplingConfig, sample_video
 from omnivideo_app.video.sampling import VIDEO_MIN_PIXELS
+from ui.playback import Playback
 from ui.server import FileAccess
 from ui.settings import Settings
 from ui.summaries import frame_caption
@@ -39,12 +39,15 @@ class Workspace:
     def __init__(self, app: App, access: FileAccess, *, max_open_chats: int = 2, max_new_tokens: int = 256):
         self.app = app
         self.access = access
-        self.lock = threading.RLock()
+        # A plain Lock, not an RLock: Gradio advances a streaming generator from whichever worker
+        # thread is free, so `ask` may release the lock on another thread than the one that took it.
+        self.lock = threading.Lock()
         self.max_open_chats = max_open_chats
         self.max_new_tokens = max_new_tokens
         self._chats: OrderedDict[str, object] = OrderedDict()
         self._cancels: dict[str, CancelToken] = {}
         self._strips: OrderedDict[str, tuple[list, list[float]]] = OrderedDict()
+        self.playback = Playback(access.playback_dir)
 
     # -- settings -------------------------------------------------------------------------------------
     def settings(self) -> Settings:
@@ -60,9 +63,9 @@ class Workspace:
             self.max_new_tokens = s.max_new_tokens
             if cfg == self.app.config:
                 return "Settings applied."
-            old, self.app = self.app, App(cfg)
+            old, self.app = self.app, self.app.reconfigured(cfg)
             self._chats.clear()
-            old.close()
+            old.close()                       # releases its model unless the new app kept it
         return "Settings applied: open chats reopen with them at their next question."
 
     # -- library --------------------------------------------------------------------------------------
@@ -121,6 +124,12 @@ class Workspace:
             chat = self.app.open_video(path, progress=progress, cancel=token)
         return self._keep(key, chat)
 
+    def open_entry(self, key: str, entry_id: str, progress=None):
+        """A library entry as it was stored (its sampling and preset): loaded from the cache."""
+        with self.lock:
+            chat = self.app.open_entry(entry_id, progress=progress)
+        return self._keep(key, chat)
+
     def resume(self, key: str, session_id: str | None, progress=None):
         if not session_id:
             raise SessionError("pick a session first")
@@ -154,7 +163,11 @@ class Workspace:
             self._chats.popitem(last=False)   # its KV is freed with it; the store still has the prefix
         return chat
 
-    # -- frame strip ----------------------------------------------------------------------------------
+    # -- what the player and the strip show ----------------------------------------------------------
+    def player_path(self, video) -> str:
+        """The file the player gets: the video itself, or its browser-playable copy (made once)."""
+        return str(self.playback.playable(video.path))
+
     def strip(self, video) -> tuple[list[tuple[np.ndarray, str]], list[float]]:
         """Thumbnails spread over `video` with their times: ([(RGB uint8 [H, W, 3], 'mm:ss')], [seconds])."""
         path = str(video.path)

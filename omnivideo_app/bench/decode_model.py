@@ -26,6 +26,8 @@ QWEN25_VL_7B_IDS = dict(image_token_id=151655, video_token_id=151656, vision_sta
 ONE_BLOCK_VISION = dict(depth=1, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
                         patch_size=14, temporal_patch_size=2, spatial_merge_size=2, window_size=112,
                         fullatt_block_indexes=[0], tokens_per_second=2)
+# Qwen2.5-VL-7B-Instruct's public vision_config: 32 blocks, windowed attention except blocks 7/15/23/31.
+FULL_VISION = dict(ONE_BLOCK_VISION, depth=32, fullatt_block_indexes=[7, 15, 23, 31])
 
 
 def set_text_attention(model, text_impl: str) -> None:
@@ -59,16 +61,18 @@ def quantize_nf4(module: torch.nn.Module, compute_dtype: torch.dtype, device: to
             quantize_nf4(child, compute_dtype, device)
 
 
-def random_model(size: str, device: torch.device, quant: str = "nf4") -> LoadedModel:
+def random_model(size: str, device: torch.device, quant: str = "nf4", full_vision: bool = False) -> LoadedModel:
     """size "7b": Qwen2.5-VL-7B text shapes (bf16, NF4 language model); "tiny": the test model's config
-    (fp32; NF4 through bitsandbytes' CPU path when quant="nf4")."""
+    (fp32; NF4 through bitsandbytes' CPU path when quant="nf4"). full_vision: the 7B's whole 32-block
+    vision tower (bf16, not quantized, as `load_model` keeps it) instead of one block (decode never runs it)."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from engine.tiny_model import build_tokenizer, tiny_config
 
     register_attention()
     if size == "7b":
-        config = Qwen2_5_VLConfig(text_config=QWEN25_VL_7B_TEXT, vision_config=ONE_BLOCK_VISION, **QWEN25_VL_7B_IDS)
+        vision = FULL_VISION if full_vision else ONE_BLOCK_VISION
+        config = Qwen2_5_VLConfig(text_config=QWEN25_VL_7B_TEXT, vision_config=vision, **QWEN25_VL_7B_IDS)
         dtype, tokenizer = torch.bfloat16, None
     else:
         tokenizer = build_tokenizer()

@@ -98,7 +98,7 @@ def seek_with_the_strip(page):
 def test_library_chat_strip_restart_resume(browser, shots, tmp_path):
     data, clip = tmp_path / "home", make_h264(tmp_path / "clip.mp4", seconds=6)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    with ServeProcess(data, free_port()) as server:
+    with ServeProcess(data, free_port(), "--max-new-tokens", "64") as server:
         page.goto(server.wait_ready().url, wait_until="domcontentloaded", timeout=30_000)
         page.wait_for_function("() => document.title === 'OmniVideo'", timeout=30_000)
         add_and_open(page, clip, shots)

@@ -1,7 +1,6 @@
 """What the page shows: planner estimate, answer details, library and session tables, progress lines."""
-import subprocess
-
 import pytest
+from ui_testkit import make_h264
 
 from ui.progress import StageProgress, format_eta
 from ui.summaries import (answer_details, format_bytes, frame_caption, library_choices, library_rows, plan_summary,
@@ -39,9 +38,7 @@ def test_plan_summary_of_a_real_probe(tmp_path):
     """The real planner's dict (ffmpeg-made H.264 clip) has every key the summary reads."""
     from omnivideo_app.video import SamplingConfig, probe_report
 
-    clip = tmp_path / "clip.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=3",
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True, timeout=60)
+    clip = make_h264(tmp_path / "clip.mp4", seconds=3, size="160x120")
     report = probe_report(clip, SamplingConfig(fps=2.0), model="tiny", gpu_memory_bytes=None)
     text = plan_summary(report)
     assert text.startswith("**clip.mp4**: 00:03 · 160×120 h264 · 10 fps")
@@ -59,16 +56,18 @@ def test_answer_details():
 
 LIBRARY = [{"entry_id": "7e24e40f0e7cadbd-cb9a0d92", "video_path": "/data/videos/clip.mp4", "model_id": "tiny",
             "attention_preset": "dense", "num_tokens": 892, "nbytes": 456992, "last_used_at": NOW - 30,
+            "duration_s": None, "num_visual_tokens": None,
             "sampling": {"fps": 2.0, "nframes": None, "max_frames": 768}},
            {"entry_id": "aa11bb22cc33dd44-00000000", "video_path": "/v/talk.mkv", "model_id": "tiny",
             "attention_preset": "fast", "num_tokens": 10, "nbytes": 3 << 30, "last_used_at": NOW - 7200,
-            "duration_s": 3725.0, "sampling": {"fps": None, "nframes": 16, "max_frames": 768}}]
+            "duration_s": 3725.0, "num_visual_tokens": 21504,
+            "sampling": {"fps": None, "nframes": 16, "max_frames": 768}}]
 
 
 def test_library_rows_and_choices():
     assert library_rows(LIBRARY, NOW) == [
-        ["clip.mp4", "—", "tiny", "dense", "2 fps, ≤768 frames", 892, "446.3 KiB", "30 s ago", "7e24e40f0e7c"],
-        ["talk.mkv", "1:02:05", "tiny", "fast", "16 frames", 10, "3.0 GiB", "2.0 h ago", "aa11bb22cc33"]]
+        ["clip.mp4", "—", "tiny", "dense", "2 fps, ≤768 frames", "—", "446.3 KiB", "30 s ago", "7e24e40f0e7c"],
+        ["talk.mkv", "1:02:05", "tiny", "fast", "16 frames", "21,504", "3.0 GiB", "2.0 h ago", "aa11bb22cc33"]]
     assert library_choices(LIBRARY)[1] == ("talk.mkv · tiny · fast · 16 frames · aa11bb22", "aa11bb22cc33dd44-00000000")
 
 
@@ -116,3 +115,25 @@ def test_stage_progress_eta_is_per_stage():
                                     "prefill 2/4 · ETA 2 s", "prefill 4/4", "loading from the cache 1/1"]
     assert [f for f, _ in seen] == [0.0, 0.25, 0.25, 0.5, 1.0, 1.0]
     assert bar.stages_seen == ["sample", "prefill", "load"]
+
+
+def test_stage_progress_follows_an_interleaved_pipeline():
+    now = [0.0]
+    seen = []
+    bar = StageProgress(lambda fraction, text: seen.append((fraction, text)), clock=lambda: now[0])
+    bar(0, 96, "decode")
+    now[0] += 4
+    bar(48, 96, "decode")              # 12 frames/s: 4 s left
+    now[0] += 0.5
+    bar(0, 8, "vision")
+    now[0] += 0.5
+    bar(2, 8, "vision")                # its own clock: 2 chunks in 0.5 s; decode still running
+    now[0] += 0.5
+    bar(60, 96, "decode")              # back to decode: its clock was not reset by vision
+    now[0] += 5
+    bar(8, 8, "vision")                # decode last heard 5 s ago: finished as far as the page knows
+    assert [t for _, t in seen] == [
+        "decoding frames 0/96", "decoding frames 48/96 · ETA 4 s", "encoding frames 0/8 | decoding frames 48/96",
+        "encoding frames 2/8 · ETA 2 s | decoding frames 48/96", "decoding frames 60/96 · ETA 4 s | encoding frames 2/8",
+        "encoding frames 8/8"]
+    assert [f for f, _ in seen] == [0.0, 0.5, 0.0, 0.25, 0.25, 1.0]

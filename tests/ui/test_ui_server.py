@@ -86,7 +86,7 @@ def test_file_access_allows_files_never_folders(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"x")
     access.allow(tmp_path / "a.mp4")
     access.allow(tmp_path / "a.mp4")
-    assert access.paths == [str(tmp_path.resolve() / "videos"), str(tmp_path.resolve() / "a.mp4")]
+    assert access.paths == [str(tmp_path.resolve() / n) for n in ("videos", "playback", "a.mp4")]
     assert access.allows(tmp_path / "videos" / "b.mp4") and not access.allows(tmp_path / "b.mp4")
 
 

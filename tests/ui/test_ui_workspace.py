@@ -6,7 +6,7 @@ from ui_testkit import make_h264
 
 from omnivideo_app.app import App
 from omnivideo_app.config import AppConfig
-from omnivideo_app.errors import ConfigError, OmniVideoError, VideoCancelled, VideoError
+from omnivideo_app.errors import CacheError, ConfigError, OmniVideoError, VideoCancelled, VideoError
 from ui.chat import ChatActions, state_of
 from ui.library import LibraryActions
 from ui.messages import error_text
@@ -94,6 +94,7 @@ def test_settings_rebuild_the_app(ws, clips):
     assert ws.app.config.fps == 1.0                              # a refused change keeps the running app
 
 
+@pytest.mark.filterwarnings("ignore:Error. open a video first:UserWarning")  # gr.Warning outside a page
 def test_chat_respond_streams_and_reports(ws, clips):
     act, request = ChatActions(ws), gr.Request(session_hash="tab")
     out = list(act.respond("Hi?", [], empty_state(), request))
@@ -109,6 +110,16 @@ def test_chat_respond_streams_and_reports(ws, clips):
     assert 'class="ov-details">cache miss (video ingested) · TTFT' in final_history[1]["content"]
     assert details.startswith("cache miss (video ingested) · TTFT") and "attention dense" in details
     assert state == {"video": str(clips[0]), "session_id": opened.session_id}
+
+
+def test_a_page_leaving_mid_answer_frees_the_model(ws, clips):
+    chat = ws.open("tab", clips[1])
+    steps = ChatActions(ws).respond("Tell me everything.", [], state_of(chat), gr.Request(session_hash="tab"))
+    next(steps), next(steps)                                     # the placeholder, then the first piece
+    assert ws.lock.locked()                                      # generating
+    steps.close()                                                # what Gradio does when the page goes away
+    assert not ws.lock.locked()
+    assert list(ws.ask(chat, "Still there?"))                    # the model is usable again
 
 
 def test_library_add_reingest_remove(ws, clips, tmp_path):
@@ -131,6 +142,21 @@ def test_library_add_reingest_remove(ws, clips, tmp_path):
     assert status.startswith("Removed match.mp4") and len(rows) == 1
     assert act.remove("no-such-entry")[0] == "Error: library entry no-such- is gone (removed?)"
     assert act.add_video(None, str(tmp_path / "missing.mp4"), request)[0].startswith("Error: video not found")
+
+
+def test_library_lists_stored_figures_and_opens_entries_as_stored(ws, clips):
+    opened = ws.open("tab", clips[0]).video                      # ingested at 2 fps (the defaults)
+    (item,) = ws.library()
+    assert item["duration_s"] == pytest.approx(opened.duration_s) and item["num_visual_tokens"] == opened.visual_tokens
+    assert item["num_frames"] == len(opened.timestamps_s) and item["num_tokens"] == opened.prefix_tokens
+    # other settings now: opening the entry still uses the ones it was stored with (a hit, no new entry)
+    ws.apply(Settings(model="tiny", fps=1.0, max_frames=None, attention="fast", max_new_tokens=4))
+    chat = ws.open_entry("tab", item["entry_id"])
+    assert chat.video.cache_hit and chat.video.visual_tokens == opened.visual_tokens and len(ws.library()) == 1
+    assert list(ws.ask(chat, "Again?"))
+    ws.remove(item["entry_id"])
+    with pytest.raises(CacheError, match="no cache entry matches"):
+        ws.open_entry("tab", item["entry_id"])
 
 
 def test_strip_thumbnails(ws, clips):

@@ -80,5 +80,7 @@ class ServeProcess:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.stop()
+        if exc_type is not None:   # pytest shows this with the failure
+            print(f"--- serve log ({self.url}) ---\n{self.log_path.read_text(errors='replace')[-4000:]}")
