@@ -10,6 +10,7 @@ applies it itself.
     register_attention()   # idempotent
     model = AutoModelForImageTextToText.from_pretrained(..., attn_implementation={"text_config": ATTN_NAME})
 """
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,153 @@ class AttentionPlan:
     observe: Callable | None = None
 
 
+# -- dense attention of a chunk with a past ------------------------------------------------------
+# A prefill chunk's queries are the last Tq of Tk keys: causality is aligned to the lower right.
+# SDPA's `is_causal` is aligned to the upper left, and an explicit mask makes SDPA leave its flash
+# and cuDNN kernels for a slower one. On CUDA the chunk is split instead: the queries against the
+# past keys (no mask at all) and against their own keys (Tq == Tk, `is_causal`), each with its
+# log-sum-exp, merged exactly. Backends, tried in this order on CUDA, each checked once against the
+# masked definition before it is used:
+#   split-cudnn: both parts through cuDNN (GQA native, the fastest SDPA kernel on Hopper);
+#   split-flash: both parts through FlashAttention-2;
+#   lower-right: torch.nn.attention.bias.causal_lower_right (FlashAttention-2 in one call);
+#   mask:        SDPA with a bounded explicit boolean mask (the definition; the CPU path).
+OFFSET_BACKENDS = ("split-cudnn", "split-flash", "lower-right", "mask")
+_override: str | None = None
+_chosen: dict[tuple, str] = {}
+LOG = logging.getLogger(__name__)
+
+
+def set_offset_backend(name: str | None) -> None:
+    """Force the backend of chunks with a past (benchmarks, tests); None restores the automatic choice."""
+    global _override
+    assert name is None or name in OFFSET_BACKENDS + ("split-math",), name
+    _override = name
+
+
+def chosen_offset_backends() -> dict[str, str]:
+    """{layout: backend} chosen so far (for logs and benchmark reports)."""
+    return {"/".join(map(str, key)): name for key, name in _chosen.items()}
+
+
+def _lse_cudnn(q, k, v, scale, causal):
+    out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0, causal, False,
+                                                                  scale=scale)[:2]
+    return out, lse
+
+
+def _lse_flash(q, k, v, scale, causal):
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal, False, scale=scale)[:2]
+    return out, lse
+
+
+def _lse_math(q, k, v, scale, causal):
+    """Explicit fp32 scores (tests and CPU only: materialises [B, Hq, Tq, Tk])."""
+    g = q.shape[1] // k.shape[1]
+    s = (q.float() @ k.repeat_interleave(g, 1).float().transpose(-1, -2)) * scale
+    if causal:
+        s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).triu(1), float("-inf"))
+    return (torch.softmax(s, -1) @ v.repeat_interleave(g, 1).float()).to(q.dtype), torch.logsumexp(s, -1)
+
+
+_LSE = {"split-cudnn": _lse_cudnn, "split-flash": _lse_flash, "split-math": _lse_math}
+
+
+def _split_attention(q, k, v, scale, lse_fn):
+    """Past part (no mask) + diagonal part (causal), merged by their log-sum-exps. Shapes as below."""
+    tq, offset = q.shape[2], k.shape[2] - q.shape[2]
+    o_past, l_past = lse_fn(q, k[:, :, :offset], v[:, :, :offset], scale, False)
+    o_diag, l_diag = lse_fn(q, k[:, :, offset:], v[:, :, offset:], scale, True)
+    # kernels may return [B, H, Tq, 1] or rows rounded up: keep [B, H, Tq]
+    l_past = l_past.reshape(*l_past.shape[:2], -1)[:, :, :tq].float()
+    l_diag = l_diag.reshape(*l_diag.shape[:2], -1)[:, :, :tq].float()
+    w_past = torch.sigmoid(l_past - l_diag).unsqueeze(-1)  # e^l_past / (e^l_past + e^l_diag)
+    return torch.lerp(o_diag.float(), o_past.float(), w_past).to(q.dtype)
+
+
+def _masked_attention(q, k, v, scale, gqa):
+    tq, tk = q.shape[2], k.shape[2]
+    offset = tk - tq
+    rows = max(1, _MASK_BUDGET // tk)
+    outs = []
+    keys = torch.arange(tk, device=q.device)
+    for start in range(0, tq, rows):
+        stop = min(tq, start + rows)
+        # query i (absolute offset+i) sees keys 0..offset+i; keys past the block's last query are cut off
+        hi = offset + stop
+        allowed = keys[None, :hi] <= (offset + torch.arange(start, stop, device=q.device))[:, None]
+        outs.append(F.scaled_dot_product_attention(q[:, :, start:stop], k[:, :, :hi], v[:, :, :hi],
+                                                   attn_mask=allowed, scale=scale, enable_gqa=gqa))
+    return torch.cat(outs, dim=2)
+
+
+def _lower_right(q, k, v, scale, gqa):
+    from torch.nn.attention.bias import causal_lower_right
+
+    bias = causal_lower_right(q.shape[2], k.shape[2])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale, enable_gqa=gqa)
+
+
+def _offset_attention(name, q, k, v, scale):
+    gqa = q.shape[1] != k.shape[1]
+    if name == "mask":
+        return _masked_attention(q, k, v, scale, gqa)
+    if name == "lower-right":
+        return _lower_right(q, k, v, scale, gqa)
+    return _split_attention(q, k, v, scale, _LSE[name])
+
+
+def _passes_check(name: str, like: torch.Tensor, hq: int, hkv: int) -> bool:
+    """Does `name` compute the masked definition on this device/dtype/GQA layout (small problem)?"""
+    gen = torch.Generator(device=like.device).manual_seed(0)
+    d = like.shape[-1]
+    # the model's layouts: q token-major ([B, T, H, D] transposed), k/v views of a longer cache buffer
+    q = torch.randn(1, 192, hq, d, device=like.device, dtype=like.dtype, generator=gen).transpose(1, 2)
+    k, v = (torch.randn(1, hkv, 512, d, device=like.device, dtype=like.dtype, generator=gen)[:, :, :448]
+            for _ in "kv")
+    try:
+        out = _offset_attention(name, q, k, v, d ** -0.5).float()
+    except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
+        LOG.info("dense attention backend %s unavailable: %s", name, str(e).splitlines()[0][:200])
+        return False
+    ref = _masked_attention(q.float(), k.float(), v.float(), d ** -0.5, hq != hkv)
+    err = ((out - ref).norm() / ref.norm()).item()
+    if not err < 2e-2:
+        LOG.warning("dense attention backend %s disagrees with the definition (rel err %.3g)", name, err)
+    return err < 2e-2
+
+
+def offset_backend(q: torch.Tensor, k: torch.Tensor) -> str:
+    """The backend for a chunk with a past on q's device/dtype/head layout (checked once, then cached)."""
+    if _override is not None:
+        return _override
+    if q.device.type != "cuda":
+        return "mask"  # exact and fast enough for the small models a CPU runs
+    key = (q.device, q.dtype, q.shape[1], k.shape[1], q.shape[-1])
+    if key not in _chosen:
+        _choose(key, OFFSET_BACKENDS, q, k)
+    return _chosen[key]
+
+
+def _choose(key: tuple, candidates: tuple[str, ...], q: torch.Tensor, k: torch.Tensor) -> None:
+    _chosen[key] = next(n for n in candidates if n == "mask" or _passes_check(n, q, q.shape[1], k.shape[1]))
+    LOG.info("dense attention for chunks with a past: %s (%s)", _chosen[key], key)
+
+
+def _offset_dispatch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Run the chosen backend; one that fails on a real call is dropped for the next one (logged)."""
+    name = offset_backend(q, k)
+    try:
+        return _offset_attention(name, q, k, v, scale)
+    except (RuntimeError, ValueError, NotImplementedError) as e:
+        if name == "mask" or _override is not None:
+            raise
+        LOG.warning("dense attention backend %s failed (%s); trying the next", name, str(e).splitlines()[0][:200])
+        key = (q.device, q.dtype, q.shape[1], k.shape[1], q.shape[-1])
+        _choose(key, OFFSET_BACKENDS[OFFSET_BACKENDS.index(name) + 1:], q, k)
+        return _offset_dispatch(q, k, v, scale)
+
+
 def dense_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """Exact causal attention where the queries are the last Tq of the Tk keys.
 
@@ -51,18 +199,7 @@ def dense_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
         return F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=gqa)
     if tq == tk:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
-    offset = tk - tq
-    rows = max(1, _MASK_BUDGET // tk)
-    outs = []
-    keys = torch.arange(tk, device=q.device)
-    for start in range(0, tq, rows):
-        stop = min(tq, start + rows)
-        # query i (absolute offset+i) sees keys 0..offset+i; keys past the block's last query are cut off
-        hi = offset + stop
-        allowed = keys[None, :hi] <= (offset + torch.arange(start, stop, device=q.device))[:, None]
-        outs.append(F.scaled_dot_product_attention(q[:, :, start:stop], k[:, :, :hi], v[:, :, :hi],
-                                                   attn_mask=allowed, scale=scale, enable_gqa=gqa))
-    return torch.cat(outs, dim=2)
+    return _offset_dispatch(q, k, v, scale)
 
 
 def omnivideo_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.attention import AttentionPlan
+from engine.ingest_pipeline import InputsSource, StageTimeline, VisionSource, ingest_streamed
 from engine.kv_cache import OmniCache
 from engine.question_prefill import is_host_cache, prefill_streamed
 from engine.slim_decode import SlimDecodeConfig, generate_slim
-from engine.sparse_prefill import SparsePrefill
 from engine.loading import LoadedModel
 from engine.sampling import SamplingParams, sample_next_token
-from omnivideo_app.errors import ConfigError, VideoCancelled
+from omnivideo_app.errors import ConfigError
 
 Progress = Callable[[int, int, str], None]
 
@@ -31,9 +31,11 @@ Progress = Callable[[int, int, str], None]
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     """chunk_size: prefix tokens per prefill forward (bounds activation memory on long videos);
-    sparse: OmniSparse parameters for the prefix prefill (None = dense); below sparse_min_keys keys a
-    chunk runs dense (estimation would cost more than it saves)."""
+    vision_chunk_groups: temporal frame groups per vision-tower forward (bounds its activation memory;
+    exact, since the tower never mixes groups); sparse: OmniSparse parameters for the prefix prefill
+    (None = dense); below sparse_min_keys keys a chunk runs dense (estimation would cost more than it saves)."""
     chunk_size: int = 4096
+    vision_chunk_groups: int = 16
     reserve_tokens: int = 1024   # cache room kept after the prefix for questions and answers
     sparse: object | None = None
     sparse_min_keys: int = 4096
@@ -42,6 +44,8 @@ class EngineConfig:
     def __post_init__(self):
         if self.chunk_size < 64 or self.chunk_size % 64:
             raise ConfigError(f"chunk_size must be a multiple of 64 (the sparse block size), got {self.chunk_size}")
+        if self.vision_chunk_groups < 1:
+            raise ConfigError(f"vision_chunk_groups must be >= 1, got {self.vision_chunk_groups}")
         if self.reserve_tokens < 0:
             raise ConfigError(f"reserve_tokens must be >= 0, got {self.reserve_tokens}")
 
@@ -92,7 +96,8 @@ class Engine:
     # -- vision -----------------------------------------------------------------------------------
     @torch.inference_mode()
     def encode_video(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor) -> torch.Tensor:
-        """Vision tower + merger. pixel_values_videos [P, C*T*p*p] -> embeddings [P / merge^2, hidden]."""
+        """Vision tower + merger. pixel_values_videos [P, C*T*p*p] -> embeddings [P / merge^2, hidden];
+        video_grid_thw int [1, 3]."""
         pv = pixel_values_videos.to(self.device, dtype=self.visual.dtype)
         out = self.model.model.get_video_features(pv, video_grid_thw.to(self.device))
         return torch.cat(out.pooler_output, dim=0)
@@ -101,54 +106,22 @@ class Engine:
     @torch.inference_mode()
     def ingest(self, prefix_ids: list[int], video_inputs, progress: Progress | None = None,
                cancel=None) -> Conversation:
-        """Vision tower, then chunked prefill of the whole prefix into a fresh cache.
+        """Chunked vision and chunked prefill of the whole prefix into a fresh cache (`ingest_stream` over
+        ready inputs: the same chunks, so the same bytes, as the pipelined path).
 
         Args:
             prefix_ids: template prefix with the video placeholder expanded (see ChatFormat.prefix_ids).
             video_inputs: object with pixel_values_videos, video_grid_thw, second_per_grid_ts.
         """
-        t0 = time.perf_counter()
-        grid = video_inputs.video_grid_thw
-        embeds_video = self.encode_video(video_inputs.pixel_values_videos, grid)
-        _sync(self.device)
-        t1 = time.perf_counter()
-        ids = torch.tensor([prefix_ids], device=self.device)
-        is_video = ids == self.video_pad_id
-        if int(is_video.sum()) != embeds_video.shape[0]:
-            raise AssertionError(f"{int(is_video.sum())} video tokens in the prompt, {embeds_video.shape[0]} embeddings")
-        positions, deltas = self.model.model.get_rope_index(
-            ids, mm_token_type_ids=is_video.int() * 2, video_grid_thw=grid.to(self.device),
-            second_per_grid_ts=video_inputs.second_per_grid_ts.to(self.device))
-        embeds = self.embed(ids)
-        embeds[is_video] = embeds_video.to(embeds.dtype)
-        cache = OmniCache(self.num_layers)
-        cache.reserve(len(prefix_ids) + self.config.reserve_tokens)
-        plan = self.plan_factory("prefix")
-        if plan is None and self.config.sparse is not None:
-            plan = AttentionPlan(sparse=SparsePrefill(self.config.sparse, text_mask=~is_video[0],
-                                                      min_keys=self.config.sparse_min_keys,
-                                                      force_density=self.config.force_density))
-        self._prefill_chunks(cache, embeds, positions, plan, progress, cancel)
-        _sync(self.device)
-        t2 = time.perf_counter()
-        stats = {"vision_s": t1 - t0, "prefill_s": t2 - t1}
-        if plan is not None and isinstance(plan.sparse, SparsePrefill):
-            stats["sparse"] = plan.sparse.stats.summary()
-        return Conversation(cache=cache, rope_delta=int(deltas.reshape(-1)[0]), prefix_len=len(prefix_ids),
-                            ids=list(prefix_ids), stats=stats)
+        return self.ingest_stream(prefix_ids, InputsSource(video_inputs), progress, cancel)
 
-    def _prefill_chunks(self, cache: OmniCache, embeds: torch.Tensor, positions: torch.Tensor,
-                        plan: AttentionPlan | None, progress: Progress | None, cancel) -> None:
-        """embeds [1, N, hidden]; positions [3, 1, N]. Runs the decoder stack chunk by chunk."""
-        n, step = embeds.shape[1], self.config.chunk_size
-        for start in range(0, n, step):
-            if cancel is not None and getattr(cancel, "cancelled", False):
-                raise VideoCancelled("ingest cancelled")
-            stop = min(n, start + step)
-            self.lm(inputs_embeds=embeds[:, start:stop], position_ids=positions[:, :, start:stop],
-                    past_key_values=cache, use_cache=True, omni_plan=plan)
-            if progress is not None:
-                progress(stop, n, "prefill")
+    @torch.inference_mode()
+    def ingest_stream(self, prefix_ids: list[int], source: VisionSource, progress: Progress | None = None,
+                      cancel=None, timeline: StageTimeline | None = None) -> Conversation:
+        """The pipelined ingest (engine/ingest_pipeline.py): vision chunks of `config.vision_chunk_groups`
+        frame groups consumed by the prefill chunks as the source delivers them; progress "vision" and
+        "prefill"; raises VideoCancelled between chunks once `cancel` is set."""
+        return ingest_streamed(self, prefix_ids, source, progress, cancel, timeline)
 
     def conversation_from_prefix(self, layers, prefix_ids: list[int], rope_delta: int) -> Conversation:
         """A conversation whose cache is a stored prefix: per-layer ([Hkv, N, D], [Hkv, N, D])."""

@@ -15,7 +15,9 @@ from pathlib import Path
 import torch
 
 from engine.attention import ATTN_NAME, register_attention
+from engine.nf4_linear import route_nf4_linears
 from engine.tiny_model import ensure_tiny_checkpoint
+from engine.vision_attention import VISION_ATTN_NAME, set_vision_attention
 from omnivideo_app.errors import ConfigError, DeviceError, ModelError
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,8 @@ def load_model(options: LoadOptions) -> LoadedModel:
     source = resolve_checkpoint(options)
     quant_cfg, quant_name = _quantization_config(options.quant, device)
     register_attention()
+    # The vision tower is built with "sdpa" and switched to ours after loading: a "flash" name at
+    # construction makes transformers look for a flash-attn build or hub kernel (engine/vision_attention.py).
     kwargs = dict(dtype=dtype, revision=options.revision,
                   attn_implementation={"text_config": ATTN_NAME, "vision_config": "sdpa"})
     if quant_cfg is not None:
@@ -145,6 +149,9 @@ def load_model(options: LoadOptions) -> LoadedModel:
     if quant_cfg is None:
         model = model.to(device)
     model.eval()
+    set_vision_attention(model, VISION_ATTN_NAME)
+    if quant_name == "nf4":
+        route_nf4_linears(model)  # decode-time NF4 GEMV when OMNIVIDEO_NF4_GEMV=1
     loaded = LoadedModel(model=model, tokenizer=tokenizer, model_id=options.model,
                          revision=checkpoint_revision(model), device=device, dtype=dtype,
                          quantization=quant_name)

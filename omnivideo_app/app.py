@@ -20,7 +20,7 @@ from omnivideo_app.answer import SYSTEM_PROMPT, format_mmss  # noqa: F401  (form
 from omnivideo_app.config import AppConfig
 from omnivideo_app.errors import CacheEntryCorrupt, CacheError, SessionError, VideoError
 from omnivideo_app.library import cache_key, entry_meta, restore
-from omnivideo_app.video import SamplingConfig, sample_video, to_model_inputs
+from omnivideo_app.video import SamplingConfig
 from omnivideo_app.video_chat import OpenedVideo, VideoChat
 from storage import KVStore
 
@@ -35,6 +35,14 @@ def _check_path(path: Path) -> Path:
     if path.is_dir():
         raise VideoError(f"{path} is a directory, not a video file")
     return path
+
+
+def _reported(layers, progress: Progress | None, total: int):
+    """The store's layer iterator, reporting progress(i, total, "store") as each layer is written."""
+    for i, layer in enumerate(layers, 1):
+        yield layer
+        if progress is not None:
+            progress(i, total, "store")
 
 
 class App:
@@ -139,7 +147,8 @@ class App:
                 video, conv = self._compute(path, chat, progress, cancel)
                 t0 = time.perf_counter()
                 try:
-                    entry = self.store.put(key, conv.cache.iter_layers(conv.prefix_len),
+                    layers = _reported(conv.cache.iter_layers(conv.prefix_len), progress, self.engine.num_layers)
+                    entry = self.store.put(key, layers,
                                            entry_meta(conv, video.visual_tokens, video.extra["info"],
                                                       video.timestamps_s), video_path=path)
                 except CacheError as e:
@@ -182,20 +191,26 @@ class App:
         return video, conv
 
     def _compute(self, path: Path, chat: ChatFormat, progress: Progress | None, cancel):
+        """Pipelined cold ingest: readers decode time segments while the engine encodes and prefills earlier
+        ones (omnivideo_app/video/stream.py, engine/ingest_pipeline.py); the same bytes as decoding first."""
+        from engine.ingest_pipeline import StageTimeline
+        from omnivideo_app.video.stream import StreamConfig, open_video_stream
+
         t0 = time.perf_counter()
-        sampled = sample_video(path, self.sampling_config(), progress=progress, cancel=cancel)
-        vis = self.loaded.vision_config
-        inputs = to_model_inputs(sampled, patch_size=vis.patch_size, temporal_patch_size=vis.temporal_patch_size,
-                                 merge_size=vis.spatial_merge_size)
-        video_s = time.perf_counter() - t0
-        prefix_ids = chat.prefix_ids(inputs.num_visual_tokens)
-        conv = self.engine.ingest(prefix_ids, inputs, progress=progress, cancel=cancel)
-        video = OpenedVideo(path=path, duration_s=sampled.info.duration_s,
-                            timestamps_s=[round(t, 3) for t in sampled.timestamps_s],
-                            visual_tokens=inputs.num_visual_tokens, prefix_tokens=len(prefix_ids),
-                            timings={"video_s": video_s, "vision_s": conv.stats["vision_s"],
-                                     "prefill_s": conv.stats["prefill_s"]},
-                            extra={"info": sampled.info, "sparse": conv.stats.get("sparse")})
+        engine = self.engine
+        timeline = StageTimeline(engine.device)
+        with open_video_stream(path, self.sampling_config(), vision=self.loaded.vision_config, device=engine.device,
+                               config=StreamConfig(segment_groups=engine.config.vision_chunk_groups),
+                               progress=progress, cancel=cancel, timeline=timeline) as stream:
+            prefix_ids = chat.prefix_ids(stream.num_visual_tokens)
+            conv = engine.ingest_stream(prefix_ids, stream, progress=progress, cancel=cancel, timeline=timeline)
+        decode_end = max((s["end_s"] for s in timeline.finish() if s["stage"] == "decode"), default=0.0)
+        video = OpenedVideo(path=path, duration_s=stream.info.duration_s,
+                            timestamps_s=[round(t, 3) for t in stream.timestamps_s],
+                            visual_tokens=stream.num_visual_tokens, prefix_tokens=len(prefix_ids),
+                            timings={"video_s": decode_end, "vision_s": conv.stats["vision_s"],
+                                     "prefill_s": conv.stats["prefill_s"], "ingest_s": time.perf_counter() - t0},
+                            extra={"info": stream.info, "sparse": conv.stats.get("sparse")})
         return video, conv
 
     # -- library and sessions -------------------------------------------------------------------------

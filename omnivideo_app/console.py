@@ -77,31 +77,33 @@ class ErrorBoundaryGroup(click.Group):
 
 
 class Progress:
-    """A `progress(done, total, stage)` callback that draws one tqdm bar per stage on stderr."""
+    """A `progress(done, total, stage)` callback that draws one tqdm bar per stage on stderr. The pipelined
+    ingest reports decode, vision and prefill in turns: each stage keeps its own bar until it completes."""
 
     def __init__(self, enabled: bool | None = None):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._bar = None
-        self._stage = None
+        self._bars: dict = {}
 
     def __call__(self, done: int, total: int, stage: str) -> None:
         if not self.enabled:
             return
         from tqdm import tqdm
 
-        if stage != self._stage:
-            self.close()
-            self._bar = tqdm(total=total, desc=stage, unit="", leave=False, file=sys.stderr)
-            self._stage = stage
-        self._bar.total = total
-        self._bar.n = done
-        self._bar.refresh()
+        bar = self._bars.get(stage)
+        if bar is None:
+            bar = self._bars[stage] = tqdm(total=total, desc=stage, unit="", leave=False, file=sys.stderr,
+                                           position=len(self._bars))
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+            del self._bars[stage]
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-            self._stage = None
+        for bar in self._bars.values():
+            bar.close()
+        self._bars = {}
 
 
 def print_json(obj) -> None:

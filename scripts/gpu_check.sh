@@ -3,12 +3,7 @@
 # CUDA, the tiny model end to end in NF4, and the benchmarks. Everything lands under $OUT.
 #   run: bash scripts/gpu_check.sh      (with .whl carried: bitsandbytes, sqlite-utils, xxhash)
 set -uo pipefail
-OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site:$PWD || exit 1
-fi
-export PYTHONPATH=${PYTHONPATH:-$PWD} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TRITON_F32_DEFAULT=ieee
+source scripts/gpu/preamble.sh
 step() { echo "=== $1 ($(date +%T))"; }
 step env
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/env.txt"

@@ -20,7 +20,6 @@ answers a `stream_context`-token prefix held in host memory under a `stream_cap_
     python -m omnivideo_app.bench.decode --small --out /tmp/decode      # CPU, tiny model (schema test)
 """
 import argparse
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -37,6 +36,7 @@ from omnivideo_app.bench.decode_breakdown import measure_bandwidth, step_breakdo
 from omnivideo_app.bench.decode_model import (kv_bytes_per_token, random_model, set_text_attention, synthetic_kv,
                                               weight_bytes_per_token)
 from omnivideo_app.bench.decode_report import report_markdown, write_report
+from omnivideo_app.bench.runner import finish
 
 NOMINAL_GBPS = {"H100 80GB HBM3": 3350, "H100 PCIe": 2000, "H100 NVL": 3900, "H200": 4800}  # vendor specs
 TEXT_ID = 100
@@ -276,10 +276,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-hf", action="store_true", help="skip the HF generate baseline")
     parser.add_argument("--from-json", type=Path, help="re-render report + plot from a decode.json, run nothing")
     args = parser.parse_args(argv)
-    if args.from_json:
-        result = json.loads(args.from_json.read_text())
-        write_report(result, args.out)
-        return result
     bench = SMALL if args.small else DecodeBench()
     overrides = {"hf": bench.hf and not args.no_hf}
     if args.contexts:
@@ -288,11 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
         overrides["new_tokens"] = args.new_tokens
     if args.stream_context is not None:
         overrides["stream_context"] = args.stream_context
-    bench = replace(bench, **overrides)
-    result = run(bench, on_progress=lambda partial: write_report(partial, args.out))
-    write_report(result, args.out)
-    print(report_markdown(result))
-    return result
+    return finish(args, replace(bench, **overrides), run, write_report, report_markdown)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@ fidelity on the structured workload. Writes results.json, report.md and speedup.
 
     python -m omnivideo_app.bench.prefill_kernels --out docs/benchmarks/prefill    # on a GPU
     python -m omnivideo_app.bench.prefill_kernels --small --out /tmp/prefill       # CPU, toy sizes
+    python -m omnivideo_app.bench.prefill_kernels --qk qk.safetensors --out /tmp/qk  # on `bench capture` Q/K
 
 Speed uses random bf16 Q/K/V (their flat attention would make every plan dense, so a bench-only
 `force_density` picks each head's top blocks by estimated score until the chunk keeps that share
 of causal blocks). Timings: `triton.testing.do_bench` medians on a GPU; one wall-clock run on CPU,
 where the Triton interpreter makes them meaningless (the `--small` run checks plumbing only).
+With `--qk FILE` (written by `bench capture`), fidelity runs on the captured layers instead of the
+structured workload (text query blocks kept dense, as the engine does) and the speed sweep runs
+once, at the captured length on the first captured layer's Q/K/V.
 """
 import json
 import os
@@ -96,12 +100,16 @@ def _plan(q, k, params, density=None):
     return build_block_lists(est, q_offset=0, Nk=k.shape[1], params=params, force_density=density)
 
 
-def bench_length(cfg: BenchConfig, n: int, device: torch.device, timer) -> dict:
-    """SDPA vs estimate + block-sparse attention at one length, over the forced densities."""
+def bench_length(cfg: BenchConfig, n: int, device: torch.device, timer, qkv=None) -> dict:
+    """SDPA vs estimate + block-sparse attention at one length, over the forced densities
+    (random Q/K/V, or `qkv` = (q [Hq, n, d], k, v [Hkv, n, d]) on `device`)."""
     gen = torch.Generator(device=device).manual_seed(n)
     dtype = getattr(torch, cfg.dtype)
-    q = torch.randn(cfg.hq, n, cfg.head_dim, device=device, dtype=dtype, generator=gen)
-    k, v = (torch.randn(cfg.hkv, n, cfg.head_dim, device=device, dtype=dtype, generator=gen) for _ in "kv")
+    if qkv is not None:
+        q, k, v = qkv
+    else:
+        q = torch.randn(cfg.hq, n, cfg.head_dim, device=device, dtype=dtype, generator=gen)
+        k, v = (torch.randn(cfg.hkv, n, cfg.head_dim, device=device, dtype=dtype, generator=gen) for _ in "kv")
     scale = cfg.head_dim ** -0.5
     params = cfg.params()
     flops = 4.0 * cfg.head_dim * cfg.hq * n * (n + 1) / 2          # causal, QK^T and PV
@@ -127,10 +135,15 @@ def bench_length(cfg: BenchConfig, n: int, device: torch.device, timer) -> dict:
     return row
 
 
-def fidelity_layer(cfg: BenchConfig, layer: int, device: torch.device) -> list[dict]:
-    """Recall and output error of each preset on one simulated layer of the structured workload."""
-    q, k, v = structured_qk(cfg.fidelity_frames, cfg.patches_per_frame, cfg.hq, cfg.hkv, cfg.head_dim,
-                            seed=layer, dtype=getattr(torch, cfg.dtype), device=device)
+def fidelity_layer(cfg: BenchConfig, layer: int, device: torch.device, qkv=None,
+                   dense_rows: torch.Tensor | None = None) -> list[dict]:
+    """Recall and output error of each preset on one simulated layer of the structured workload, or
+    on `qkv` (captured q [Hq, N, d], k, v [Hkv, N, d]) with `dense_rows` [Mq] bool (text blocks)."""
+    if qkv is None:
+        q, k, v = structured_qk(cfg.fidelity_frames, cfg.patches_per_frame, cfg.hq, cfg.hkv, cfg.head_dim,
+                                seed=layer, dtype=getattr(torch, cfg.dtype), device=device)
+    else:
+        q, k, v = qkv
     scale = cfg.head_dim ** -0.5
     rows = dict(rows=cfg.recall_rows, seed=layer)
     ref = _sdpa(q.float(), k.float(), v.float(), scale) if device.type == "cpu" else _sdpa(q, k, v, scale)
@@ -142,7 +155,7 @@ def fidelity_layer(cfg: BenchConfig, layer: int, device: torch.device) -> list[d
         entry = {"layer": layer, "preset": preset, "gamma": gamma, "tokens": q.shape[1],
                  "oracle_density_mean": oracle.mean().item()}
         for tag, p in (("", params), ("no_fallback_", replace(params, dense_fallback=1.0))):
-            lists = build_block_lists(est, q_offset=0, Nk=k.shape[1], params=p)
+            lists = build_block_lists(est, q_offset=0, Nk=k.shape[1], params=p, force_dense_rows=dense_rows)
             o, _ = block_sparse_attention(q, k, v, lists, q_offset=0, scale=scale)
             rec = recall_summary(key_recall(q, k, lists, q_offset=0, scale=scale, **rows))
             entry.update({tag + "density": lists.density, tag + "out_rel_err": output_error(o, ref),
@@ -196,10 +209,29 @@ def _write(result: dict, out_dir: Path, final: bool) -> None:
     (out_dir / "results.json").write_text(json.dumps({**result, "complete": final}, indent=1))
 
 
+def _captured(cfg: BenchConfig, path: Path, device: torch.device):
+    """(config matching the file's heads and length, workload name, {layer: (q, k, v)}, dense rows)."""
+    from omnivideo_app.bench.capture import load_qk
+
+    qk = load_qk(path)
+    dtype = getattr(torch, cfg.dtype)
+    layers = {i: tuple(t.to(device=device, dtype=dtype) for t in qkv) for i, qkv in qk.layers.items()}
+    q, k, _ = next(iter(layers.values()))
+    cfg = replace(cfg, hq=q.shape[0], hkv=k.shape[0], head_dim=k.shape[2], lengths=(k.shape[1],),
+                  fidelity_layers=len(layers))
+    pad = (-k.shape[1]) % cfg.block_size
+    rows = torch.cat([qk.text_mask, qk.text_mask.new_zeros(pad)]).view(-1, cfg.block_size).any(1).to(device)
+    m = qk.meta
+    name = (f"captured: {Path(path).name} ({m['model']}, {m['quantization']}, video {m['video']}, layers "
+            f"{m['layers']}, {m['tokens']} of {m['prefix_tokens']} prefix tokens, text blocks dense)")
+    return cfg, name, layers, rows
+
+
 def run_kernel_bench(lengths=None, densities=None, out_dir: Path = DEFAULT_OUT, *, small: bool = False,
-                     config: BenchConfig | None = None) -> dict:
+                     config: BenchConfig | None = None, qk: Path | None = None) -> dict:
     """Run the fidelity measurement and the speed sweep; write results.json (after every stage, so
-    a run cut short keeps what it measured), then report.md and speedup.png."""
+    a run cut short keeps what it measured), then report.md and speedup.png. `qk`: a `bench capture`
+    file to measure on instead of the structured workload (and random Q/K for speed)."""
     cfg = config or (SMALL if small else BenchConfig())
     cfg = replace(cfg, **{k: tuple(v) for k, v in (("lengths", lengths), ("densities", densities)) if v})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -211,14 +243,18 @@ def run_kernel_bench(lengths=None, densities=None, out_dir: Path = DEFAULT_OUT, 
               "versions": {"torch": torch.__version__, "triton": __import__("triton").__version__},
               "config": asdict(cfg), "workload": "structured_qk (omnivideo_app/bench/workload.py)",
               "kernel": [], "fidelity": []}
-    for layer in range(cfg.fidelity_layers):
-        result["fidelity"] += fidelity_layer(cfg, layer, device)
+    captured, dense_rows = {}, None
+    if qk is not None:
+        cfg, result["workload"], captured, dense_rows = _captured(cfg, qk, device)
+        result["config"] = asdict(cfg)
+    for layer in captured or range(cfg.fidelity_layers):
+        result["fidelity"] += fidelity_layer(cfg, layer, device, captured.get(layer), dense_rows)
         _write(result, out_dir, False)
     if device.type == "cuda":
         _prewarm(cfg, device)
     timer = _timer(device)
     for n in cfg.lengths:
-        result["kernel"].append(bench_length(cfg, n, device, timer))
+        result["kernel"].append(bench_length(cfg, n, device, timer, next(iter(captured.values()), None)))
         result["attention_tuning"] = tuned_configs()
         _write(result, out_dir, False)
     result["targets"] = _targets(result["kernel"], result["fidelity"])
@@ -232,14 +268,18 @@ def run_kernel_bench(lengths=None, densities=None, out_dir: Path = DEFAULT_OUT, 
               show_default=True, help="Folder for results.json, report.md and speedup.png.")
 @click.option("--small", is_flag=True, help="Toy sizes that run on CPU (plumbing check, no real timings).")
 @click.option("--lengths", type=str, default=None, help="Comma-separated token counts, e.g. 16384,32768.")
-def main(out_dir: Path, small: bool, lengths: str | None):
+@click.option("--qk", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Q/K/V written by `bench capture`: measure on it instead of the structured workload.")
+@click.option("--densities", type=str, default=None, help="Comma-separated forced densities, e.g. 0.25,0.5.")
+def main(out_dir: Path, small: bool, lengths: str | None, qk: Path | None, densities: str | None):
     """Kernel-level prefill benchmark: OmniSparse estimate + block-sparse attention vs SDPA.
 
     Example: python -m omnivideo_app.bench.prefill_kernels --out docs/benchmarks/prefill
     """
     parsed = tuple(int(x) for x in lengths.split(",")) if lengths else None
+    rhos = tuple(float(x) for x in densities.split(",")) if densities else None
     try:
-        result = run_kernel_bench(parsed, out_dir=out_dir, small=small)
+        result = run_kernel_bench(parsed, rhos, out_dir=out_dir, small=small, qk=qk)
     except ConfigError as e:
         raise click.ClickException(str(e)) from e
     for t in result["targets"]:

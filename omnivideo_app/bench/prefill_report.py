@@ -78,9 +78,13 @@ def write_report(result: dict, out_dir: Path) -> None:
     if tuning:
         lines += ["", f"Attention tiles chosen by the autotuner (key: G, B, d, precision, BLOCK_M, dtypes): "
                       f"{tuning['configs']}; TMA variant failed to build: {tuning['tma_failed']}."]
-    lines += ["", "![speedup](speedup.png)", "", "## Fidelity on the structured workload", "",
+    captured = result["workload"].startswith("captured")
+    source = (f"Workload: {result['workload']}; the speed rows use its first layer's Q/K/V." if captured else
               f"Workload: {result['workload']}, {cfg['fidelity_frames']} frames x {cfg['patches_per_frame']} "
-              f"patches, one seed per simulated layer. Recall = dense softmax mass on kept keys over "
+              "patches, one seed per simulated layer.")
+    lines += ["", "![speedup](speedup.png)", "",
+              "## Fidelity on " + ("captured Q/K" if captured else "the structured workload"), "",
+              f"{source} Recall = dense softmax mass on kept keys over "
               f"{cfg['recall_rows']} sampled rows x every head. Oracle density = the fewest blocks that "
               "hold 95% of each row's true mass (per head and row): what any block-sparse method needs "
               "here. 'No-fallback' columns rebuild the same plan with the dense fallback off.", ""]

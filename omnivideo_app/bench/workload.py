@@ -5,7 +5,7 @@
 Random-weight models give nearly flat attention, so they only exercise the dense fallback; this
 generator gives the sparse path something shaped like a real long-video prompt instead. Every
 number below is a stated assumption, not a fit to the kernel; `docs/kernels.md` reports the recall
-measured on it, and Q/K captured from a real checkpoint (the engine's `capture_qk`) is the check
+measured on it, and Q/K captured from a real checkpoint (`launcher.py bench capture`) is the check
 that matters.
 
 Assumptions:

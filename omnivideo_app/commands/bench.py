@@ -12,6 +12,8 @@ import click
 BENCHES = {
     "prefill": ("omnivideo_app.bench.prefill_kernels",
                 "OmniSparse prefill kernels vs SDPA over densities and lengths, plus recall/fidelity (GPU)."),
+    "prefill-e2e": ("omnivideo_app.bench.prefill_e2e",
+                    "End-to-end prefill of a random-weight 7B (NF4) at 32K/64K: dense vs sparse, by part (GPU)."),
     "slimming": ("omnivideo_app.bench.slimming",
                  "Decode-time KV slimming (mechanism 3): visual-KV size ratio and attention error."),
     "video": ("omnivideo_app.bench.video_sampling",
@@ -22,6 +24,8 @@ BENCHES = {
                "Decode ms/token at 8K-128K: ours (dense KV, slimmed) vs HF generate (GPU)."),
     "ingest": ("omnivideo_app.bench.ingest",
                "Cold time to first token by stage: ours vs transformers + bitsandbytes (GPU)."),
+    "vision": ("omnivideo_app.bench.vision_tower",
+               "Vision tower: one varlen attention launch per block vs transformers' sdpa loop (GPU)."),
     "capture": ("omnivideo_app.bench.capture",
                 "Capture real Q/K from a checkpoint for the prefill benchmark."),
 }

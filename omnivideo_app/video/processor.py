@@ -64,7 +64,14 @@ def seconds_per_grid_step(timestamps_s: list[float], temporal_patch_size: int) -
     """Mean frame spacing of the real timestamps times the frames per temporal grid step."""
     if len(timestamps_s) < 2:
         return float(temporal_patch_size)  # one frame: no spacing; the model only needs a positive step
-    spacing = (timestamps_s[-1] - timestamps_s[0]) / (len(timestamps_s) - 1)
+    return grid_step_from_ends(timestamps_s[0], timestamps_s[-1], len(timestamps_s), temporal_patch_size)
+
+
+def grid_step_from_ends(first_s: float, last_s: float, count: int, temporal_patch_size: int) -> float:
+    """`seconds_per_grid_step` from the first and last timestamps alone (what a pipelined ingest knows early)."""
+    if count < 2:
+        return float(temporal_patch_size)
+    spacing = (last_s - first_s) / (count - 1)
     return temporal_patch_size * spacing if spacing > 0 else float(temporal_patch_size)
 
 
@@ -82,6 +89,25 @@ def frames_to_inputs(frames: np.ndarray, timestamps_s: list[float], *, patch_siz
         num_visual_tokens=t * h * w // merge_size**2,
         timestamps_s=list(timestamps_s),
     )
+
+
+def frames_to_patches(frames: np.ndarray, *, patch_size: int = 14, temporal_patch_size: int = 2,
+                      merge_size: int = 2) -> torch.Tensor:
+    """uint8 [T, H, W, 3] RGB -> uint8 patches [grid_t * grid_h * grid_w, 3 * tps * p * p] in the row layout of
+    `frames_to_inputs` (an odd T is padded with the last frame). Patchifying bytes first moves a quarter of
+    the data; `normalize_patches` then gives exactly `frames_to_inputs`' values (the same two element-wise
+    float32 operations per value, only in another order of elements)."""
+    assert frames.ndim == 4 and frames.shape[-1] == 3 and frames.dtype == np.uint8, (frames.shape, frames.dtype)
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    return patchify(video, patch_size, temporal_patch_size, merge_size)[0]
+
+
+def normalize_patches(patches: torch.Tensor, channels: int = 3) -> torch.Tensor:
+    """uint8 patches [N, C * K] (any device) -> float32 [N, C * K], rescaled and CLIP-normalised per channel."""
+    mean = torch.tensor(OPENAI_CLIP_MEAN, dtype=torch.float32, device=patches.device) * (1.0 / RESCALE_FACTOR)
+    std = torch.tensor(OPENAI_CLIP_STD, dtype=torch.float32, device=patches.device) * (1.0 / RESCALE_FACTOR)
+    x = patches.view(patches.shape[0], channels, -1).to(torch.float32)
+    return ((x - mean[:, None]) / std[:, None]).view(patches.shape[0], -1)
 
 
 def to_model_inputs(sampled, *, patch_size: int = 14, temporal_patch_size: int = 2,

@@ -1,0 +1,237 @@
+"""Pipelined ingest of a video prefix: vision in chunks of frame groups, fed to the chunked LLM prefill.
+
+The vision tower never mixes temporal frame groups (its windowed and full-attention blocks attend
+within one group of `temporal_patch_size` frames), so encoding k groups at a time gives exactly the
+embeddings of one pass over the whole video. M-RoPE positions for the whole prefix need only the
+grid and the seconds per grid step, known before any pixel. So each LLM prefill chunk (aligned to
+`EngineConfig.chunk_size` as before) runs as soon as the vision chunks covering its video tokens are
+done, while the caller's source is still decoding later frames on the CPU.
+
+    source = InputsSource(video_inputs)              # or a decoding source (omnivideo_app.video.stream)
+    conv = ingest_streamed(engine, prefix_ids, source, progress, cancel, timeline=StageTimeline(device))
+    timeline.finish()   # [{"stage": "vision", "index": 0, "start_s": ..., "end_s": ..., "lane": "gpu"}, ...]
+
+Memory on the device: one vision chunk's activations, the embeddings not yet consumed by the prefill
+(at most one vision chunk plus one LLM chunk), one LLM chunk's activations, and the KV cache.
+"""
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+import torch
+
+from engine.attention import AttentionPlan
+from engine.kv_cache import OmniCache
+from engine.sparse_prefill import SparsePrefill
+from omnivideo_app.errors import VideoCancelled
+
+Progress = Callable[[int, int, str], None]
+
+
+class VisionSource(Protocol):
+    """Pixels of one video, delivered in order. `grid_thw` = (grid_t, grid_h, grid_w) of the whole video in
+    patches; `second_per_grid_t()` may block until it is known (the first and last frames' timestamps);
+    iterating yields pixel values [k * grid_h * grid_w, C * tps * p * p] of the next k frame groups (any k)."""
+    grid_thw: tuple[int, int, int]
+
+    def second_per_grid_t(self) -> float: ...
+
+    def __iter__(self) -> Iterator[torch.Tensor]: ...
+
+
+class InputsSource:
+    """A VisionSource over ready `VideoInputs` (pixel_values_videos, video_grid_thw, second_per_grid_ts)."""
+
+    def __init__(self, video_inputs):
+        self.inputs = video_inputs
+        self.grid_thw = tuple(int(x) for x in video_inputs.video_grid_thw.reshape(-1)[:3])
+
+    def second_per_grid_t(self) -> float:
+        return float(self.inputs.second_per_grid_ts.reshape(-1)[0])
+
+    def __iter__(self):
+        yield self.inputs.pixel_values_videos
+
+
+class StageTimeline:
+    """Start and end of every unit of work, per stage, in seconds since the timeline was made.
+
+    Host work (decode threads) is timed with perf_counter; device work with CUDA events read once at
+    `finish()` (no synchronisation inside the pipeline), placed on the same clock through a reference
+    event recorded while the device was idle. Thread-safe.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._lock = threading.Lock()
+        self._spans: list[dict] = []
+        self._events: list[tuple[str, int, object, object]] = []
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            self._ref = torch.cuda.Event(enable_timing=True)
+            self._ref.record()
+        self.t0 = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def add(self, stage: str, index: int, start_s: float, end_s: float, lane: str) -> None:
+        with self._lock:
+            self._spans.append({"stage": stage, "index": index, "start_s": start_s, "end_s": end_s, "lane": lane})
+
+    @contextmanager
+    def span(self, stage: str, index: int, lane: str = "host"):
+        start = self.now()
+        try:
+            yield
+        finally:
+            self.add(stage, index, start, self.now(), lane)
+
+    @contextmanager
+    def device_span(self, stage: str, index: int):
+        """Device work enqueued inside the block (CUDA: events; CPU: the host span)."""
+        if self.device.type != "cuda":
+            with self.span(stage, index, "device"):
+                yield
+            return
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        try:
+            yield
+        finally:
+            end.record()
+            with self._lock:
+                self._events.append((stage, index, start, end))
+
+    def finish(self) -> list[dict]:
+        """All spans sorted by start (synchronises the device once to read the events)."""
+        if self._events:
+            torch.cuda.synchronize(self.device)
+            for stage, index, start, end in self._events:
+                self._spans.append({"stage": stage, "index": index, "lane": "device",
+                                    "start_s": self._ref.elapsed_time(start) / 1000,
+                                    "end_s": self._ref.elapsed_time(end) / 1000})
+            self._events = []
+        return sorted(self._spans, key=lambda s: (s["start_s"], s["stage"]))
+
+    def busy_s(self, stage: str) -> float:
+        """Summed duration of a stage's spans (call after `finish`)."""
+        return sum(s["end_s"] - s["start_s"] for s in self._spans if s["stage"] == stage)
+
+
+class _VisionChunks:
+    """Encodes the source's frame groups `chunk_groups` at a time, on demand, keeping only unconsumed tokens."""
+
+    def __init__(self, engine, source: VisionSource, chunk_groups: int, progress: Progress | None, cancel,
+                 timeline: StageTimeline):
+        self.engine, self.chunk_groups = engine, chunk_groups
+        self.grid_t, self.grid_h, self.grid_w = source.grid_thw
+        self.rows_per_group = self.grid_h * self.grid_w
+        self.tokens_per_group = self.rows_per_group // engine.visual.spatial_merge_size ** 2
+        self._pixels = iter(source)
+        self._pending: list[torch.Tensor] = []  # pixel rows received but not encoded
+        self._pending_rows = 0
+        self._ready: list[tuple[int, torch.Tensor]] = []  # (first token index, embeddings [n, hidden])
+        self.groups_done = 0
+        self.progress, self.cancel, self.timeline = progress, cancel, timeline
+
+    @property
+    def tokens_done(self) -> int:
+        return self.groups_done * self.tokens_per_group
+
+    def _next_pixels(self, groups: int) -> torch.Tensor:
+        rows = groups * self.rows_per_group
+        while self._pending_rows < rows:
+            chunk = next(self._pixels, None)
+            if chunk is None:
+                raise AssertionError(f"the source ended after {self.groups_done} of {self.grid_t} frame groups")
+            assert chunk.shape[0] % self.rows_per_group == 0, (chunk.shape, self.rows_per_group)
+            self._pending.append(chunk)
+            self._pending_rows += chunk.shape[0]
+        joined = self._pending[0] if len(self._pending) == 1 else torch.cat(self._pending)
+        rest = joined[rows:]
+        self._pending, self._pending_rows = ([rest] if rest.shape[0] else []), rest.shape[0]
+        return joined[:rows]
+
+    def ensure(self, tokens: int) -> None:
+        """Run vision chunks until the first `tokens` video tokens are encoded."""
+        while self.tokens_done < tokens:
+            if self.cancel is not None and getattr(self.cancel, "cancelled", False):
+                raise VideoCancelled("ingest cancelled")
+            k = min(self.chunk_groups, self.grid_t - self.groups_done)
+            pixels = self._next_pixels(k)
+            grid = torch.tensor([[k, self.grid_h, self.grid_w]])
+            with self.timeline.device_span("vision", self.groups_done // self.chunk_groups):
+                out = self.engine.encode_video(pixels, grid)
+            self._ready.append((self.tokens_done, out))
+            self.groups_done += k
+            if self.progress is not None:
+                self.progress(self.groups_done, self.grid_t, "vision")
+
+    def take(self, start: int, stop: int) -> torch.Tensor:
+        """Embeddings of video tokens [start, stop) (already encoded); frees everything before `stop`."""
+        parts = [e[max(0, start - s):stop - s] for s, e in self._ready if s < stop and s + e.shape[0] > start]
+        self._ready = [(s, e) for s, e in self._ready if s + e.shape[0] > stop]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _video_counts(prefix_ids: list[int], video_pad_id: int) -> list[int]:
+    """counts[i] = video tokens among prefix_ids[:i] (length N + 1)."""
+    counts = [0]
+    for t in prefix_ids:
+        counts.append(counts[-1] + (t == video_pad_id))
+    return counts
+
+
+def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progress: Progress | None = None,
+                    cancel=None, timeline: StageTimeline | None = None):
+    """Prefill `prefix_ids` (video placeholder expanded) into a fresh cache, encoding the source's frame groups
+    in chunks of `engine.config.vision_chunk_groups` just before the prefill chunk that needs them.
+    Returns a Conversation (engine.engine) with stats vision_s / prefill_s (device busy time), ingest_s (wall)
+    and sparse. `timeline` (default: a private one) receives the vision and prefill chunks' spans."""
+    from engine.engine import Conversation
+
+    device, cfg = engine.device, engine.config
+    t_start = time.perf_counter()
+    timeline = timeline if timeline is not None else StageTimeline(device)
+    grid_t, grid_h, grid_w = source.grid_thw
+    vision = _VisionChunks(engine, source, cfg.vision_chunk_groups, progress, cancel, timeline)
+    counts = _video_counts(prefix_ids, engine.video_pad_id)
+    if counts[-1] != grid_t * vision.tokens_per_group:
+        raise AssertionError(f"{counts[-1]} video tokens in the prompt, {grid_t * vision.tokens_per_group} from the grid")
+    ids = torch.tensor([prefix_ids], device=device)
+    is_video = ids == engine.video_pad_id
+    spg = torch.tensor([source.second_per_grid_t()], dtype=torch.float32, device=device)
+    positions, deltas = engine.model.model.get_rope_index(
+        ids, mm_token_type_ids=is_video.int() * 2, video_grid_thw=torch.tensor([[grid_t, grid_h, grid_w]], device=device),
+        second_per_grid_ts=spg)
+    cache = OmniCache(engine.num_layers)
+    cache.reserve(len(prefix_ids) + cfg.reserve_tokens)
+    plan = engine.plan_factory("prefix")
+    if plan is None and cfg.sparse is not None:
+        plan = AttentionPlan(sparse=SparsePrefill(cfg.sparse, text_mask=~is_video[0], min_keys=cfg.sparse_min_keys,
+                                                  force_density=cfg.force_density))
+    n, step = len(prefix_ids), cfg.chunk_size
+    for index, start in enumerate(range(0, n, step)):
+        if cancel is not None and getattr(cancel, "cancelled", False):
+            raise VideoCancelled("ingest cancelled")
+        stop = min(n, start + step)
+        vision.ensure(counts[stop])
+        embeds = engine.embed(ids[:, start:stop])
+        if counts[stop] > counts[start]:
+            embeds[is_video[:, start:stop]] = vision.take(counts[start], counts[stop]).to(embeds.dtype)
+        with timeline.device_span("prefill", index):
+            engine.lm(inputs_embeds=embeds, position_ids=positions[:, :, start:stop], past_key_values=cache,
+                      use_cache=True, omni_plan=plan)
+        del embeds
+        if progress is not None:
+            progress(stop, n, "prefill")
+    timeline.finish()  # synchronises the device: ingest_s is the wall time of the finished work
+    stats = {"vision_s": timeline.busy_s("vision"), "prefill_s": timeline.busy_s("prefill"),
+             "ingest_s": time.perf_counter() - t_start}
+    if plan is not None and isinstance(plan.sparse, SparsePrefill):
+        stats["sparse"] = plan.sparse.stats.summary()
+    return Conversation(cache=cache, rope_delta=int(deltas.reshape(-1)[0]), prefix_len=n, ids=list(prefix_ids),
+                        stats=stats)

@@ -1,0 +1,122 @@
+"""Route bitsandbytes NF4 `Linear4bit` layers to our Triton GEMV (`kernels.nf4_gemv`) at decode time.
+
+A decode step multiplies one token by every weight: it is a read of the NF4 weights, and
+bitsandbytes' batch-1 kernel reads them at about a third of the memory bandwidth (docs/decode_engine.md).
+`route_nf4_linears(model)` replaces the `forward` of each eligible `Linear4bit` *instance* (the
+modeling files and the class are untouched): inputs with at most 4 rows (decode, short text steps)
+go to `nf4_gemv` over the module's own packed weight and quantization state; anything else (prefill,
+inputs that need gradients, a layout we do not read) calls bitsandbytes' forward unchanged. The routed forward
+allocates only through torch and never syncs, so the decode step's CUDA graph captures it.
+
+`load_model` calls `route_nf4_linears` for every NF4 model, but the routing is OFF by default
+(OMNIVIDEO_NF4_GEMV=1 turns it on): on an H100 this kernel measured 0.5-0.8 TB/s against
+bitsandbytes' 0.7-1.0 TB/s on the 7B's large shapes (docs/decode_engine.md), so it is only faster on
+the narrow 512-row projections. `unroute_nf4_linears(model)` undoes it.
+
+    n = route_nf4_linears(model)         # number of layers routed
+    unroute_nf4_linears(model)           # back to bitsandbytes everywhere
+"""
+import logging
+import os
+import types
+
+import torch
+
+from kernels._triton_utils import INTERPRET
+from kernels.nf4_gemv import MAX_ROWS, nf4_gemv
+from kernels.reference.nf4 import NF4Weight
+
+log = logging.getLogger(__name__)
+
+ENV_SWITCH = "OMNIVIDEO_NF4_GEMV"
+_ROUTED = "_omnivideo_nf4_gemv"  # instance attribute marking a routed module
+
+
+def nf4_gemv_enabled() -> bool:
+    """The default: off unless OMNIVIDEO_NF4_GEMV=1 (see the module docstring for why)."""
+    return os.environ.get(ENV_SWITCH, "0") == "1"
+
+
+def nf4_weight(module) -> NF4Weight | None:
+    """The module's NF4 weight as plain tensors, or None when our kernel cannot read it."""
+    state = getattr(module.weight, "quant_state", None)
+    if state is None or state.quant_type != "nf4" or len(state.shape) != 2:
+        return None
+    if getattr(state, "packing_format_for_cpu", False):  # bnb's AVX512 repack: another layout
+        return None
+    n, k = state.shape
+    if k % state.blocksize or module.weight.dtype != torch.uint8:
+        return None
+    nested = {}
+    if state.nested:
+        nested = dict(absmax_code=state.state2.code, absmax_scale=state.state2.absmax,
+                      offset=state.offset.float(), absmax_blocksize=state.state2.blocksize)
+    return NF4Weight(module.weight.data, state.absmax, (n, k), state.code, state.blocksize, **nested)
+
+
+def _takes(module, x: torch.Tensor) -> bool:
+    """Whether the routed forward handles x: few rows, inference, a device the kernel runs on."""
+    if x.numel() == 0 or x.numel() // x.shape[-1] > MAX_ROWS or x.device != module.weight.device:
+        return False
+    # module.training is not checked: a linear layer computes the same in both modes (and modules
+    # swapped in after model.eval(), as the bench's quantize_nf4 does, are left in training mode)
+    if torch.is_grad_enabled() and (x.requires_grad or module.weight.requires_grad):
+        return False
+    # CPU only under the Triton interpreter (tests), which has no bf16 support in our launchers
+    return x.device.type == "cuda" or (INTERPRET and module.compute_dtype != torch.bfloat16
+                                       and x.dtype != torch.bfloat16)
+
+
+def _routed_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """bitsandbytes' Linear4bit.forward semantics (compute dtype, bias cast, output in x's dtype)."""
+    weight = nf4_weight(self) if _takes(self, x) else None
+    if weight is None:
+        return type(self).forward(self, x)
+    if not self.compute_type_is_set:
+        self.set_compute_type(x)
+        self.compute_type_is_set = True
+    inp_dtype = x.dtype
+    if self.compute_dtype is not None:
+        x = x.to(self.compute_dtype)
+    bias = None if self.bias is None else self.bias.to(x.dtype)  # same dtype: no copy
+    n, k = weight.shape
+    y = nf4_gemv(x.reshape(-1, k).contiguous(), weight, bias)
+    return y.reshape(*x.shape[:-1], n).to(inp_dtype)
+
+
+def route_nf4_linears(model: torch.nn.Module, enabled: bool | None = None) -> int:
+    """Route every NF4 `Linear4bit` under `model` (idempotent); returns how many are routed.
+
+    enabled: None reads OMNIVIDEO_NF4_GEMV (default off); False routes nothing.
+    """
+    if not (nf4_gemv_enabled() if enabled is None else enabled):
+        log.info("NF4 GEMV off (%s != 1): bitsandbytes runs every NF4 matmul", ENV_SWITCH)
+        return 0
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return 0
+    count = 0
+    for module in model.modules():
+        if not isinstance(module, bnb.nn.Linear4bit) or nf4_weight(module) is None:
+            continue
+        if not getattr(module, _ROUTED, False):
+            module.forward = types.MethodType(_routed_forward, module)
+            setattr(module, _ROUTED, True)
+            # bnb repacks CPU weights into an AVX512 layout at their first forward; keep the standard
+            # layout, which our kernel reads (this matters for the CPU tests only)
+            module.support_avx512bf16_for_cpu = False
+        count += 1
+    log.info("NF4 GEMV routes %d Linear4bit layers (inputs of <= %d rows)", count, MAX_ROWS)
+    return count
+
+
+def unroute_nf4_linears(model: torch.nn.Module) -> int:
+    """Give every routed layer back its class forward; returns how many were routed."""
+    count = 0
+    for module in model.modules():
+        if getattr(module, _ROUTED, False):
+            del module.forward
+            delattr(module, _ROUTED)
+            count += 1
+    return count

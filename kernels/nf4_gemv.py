@@ -1,0 +1,218 @@
+"""NF4 GEMV for decoding: y[M, N] = x[M, K] @ dequant(W)^T for M = 1..4, W in bitsandbytes' NF4 layout.
+
+The layout (packed nibbles, per-64 absmax, double-quantized absmax) is defined in
+`kernels/reference/nf4.py`. At M <= 4 the op is a read of the weights: 0.5 byte per element plus
+1/64 byte of absmax, against a few FLOPs. The kernel therefore is built around the byte stream:
+- grid (N tiles, K splits): a program owns BLOCK_N rows and a K range, and walks it BLOCK_K
+  elements at a time; a tile is [BLOCK_N, G, HB] bytes (G quant blocks of HB = blocksize / 2 bytes),
+  contiguous along HB, so each thread issues 16-byte loads;
+- a byte gives two NF4 indices (high nibble = even k); the 16-entry code table is gathered from
+  global memory (64 bytes, stays in L1);
+- per quant block the products with x are summed first and scaled by absmax once (absmax is
+  decoded in-kernel from its uint8 index, the dynamic map and the per-256 scale, so no dequantized
+  absmax array is ever written);
+- small N (the 512-row K/V projections) would leave most SMs idle, so K is split; each split
+  writes fp32 partials [splits, M, N] and a second small kernel sums them in a fixed order (no
+  atomics: the result is deterministic), adds the bias and casts.
+No host syncs and only torch-allocated outputs: a CUDA graph can capture it.
+
+    w = NF4Weight(...)                       # kernels.reference.nf4
+    y = nf4_gemv(x, w, bias)                 # x [M, K] (M <= 4) fp32/fp16/bf16 -> y [M, N] in x's dtype
+"""
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._triton_utils import check_device
+from kernels.reference.nf4 import NF4Weight
+
+MAX_ROWS = 4
+_SM_COUNT: dict[int, int] = {}
+
+
+@dataclass(frozen=True)
+class GemvPlan:
+    """Tile sizes of one launch. block_k: elements of K per step (a power of two, a multiple of the
+    quant blocksize); split_k: programs along K (1 = no partials)."""
+    block_n: int = 16
+    block_k: int = 512
+    split_k: int = 1
+    num_warps: int = 4
+
+    def __post_init__(self):
+        for name in ("block_n", "block_k", "num_warps"):
+            v = getattr(self, name)
+            if v < 1 or v & (v - 1):
+                raise ValueError(f"{name} must be a power of two, got {v}")
+        if self.split_k < 1:
+            raise ValueError(f"split_k must be >= 1, got {self.split_k}")
+
+
+@triton.jit
+def _block_sums(Code, b_q, X, o_x, m_x):
+    """[BLOCK_N, G] sums over each quant block of code[nibble] * x; b_q [BLOCK_N, G, HB] bytes."""
+    b_hi = tl.load(Code + (b_q >> 4).to(tl.int32))  # element 2j: high nibble
+    b_lo = tl.load(Code + (b_q & 0xF).to(tl.int32))  # element 2j + 1
+    b_x = tl.load(X + o_x, mask=m_x, other=0.0).to(tl.float32)  # [G, HB, 2]
+    b_xe, b_xo = tl.split(b_x)  # [G, HB] each
+    return tl.sum(b_hi * b_xe[None, :, :] + b_lo * b_xo[None, :, :], axis=2)
+
+
+@triton.jit
+def _nf4_gemv_kernel(
+    X, Packed, Absmax, AbsCode, AbsScale, Offset, Code, Bias, Out, Part,  #
+    N, K, stride_xm, stride_om, K_PER_SPLIT,  #
+    M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCKSIZE: tl.constexpr,  #
+    ABS_BLOCK: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,  #
+):
+    G: tl.constexpr = BLOCK_K // BLOCKSIZE
+    HB: tl.constexpr = BLOCKSIZE // 2
+    i_n, i_k = tl.program_id(0), tl.program_id(1)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
+    m_n = o_n < N
+    o_g = tl.arange(0, G)
+    o_j = tl.arange(0, HB)
+    o_e = tl.arange(0, 2)
+    # int64 row offsets: 18944 x 18944 / 2 bytes would overflow int32 only for much larger N, but it is free
+    p_q = Packed + o_n.to(tl.int64)[:, None, None] * (K // 2) + o_g[None, :, None] * HB + o_j[None, None, :]
+    o_x = o_g[:, None, None] * BLOCKSIZE + o_j[None, :, None] * 2 + o_e[None, None, :]  # [G, HB, 2]
+    b_blk = o_n[:, None] * (K // BLOCKSIZE) + o_g[None, :]  # [BLOCK_N, G] absmax index at k = 0
+    acc0 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
+    acc1 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
+    acc2 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
+    acc3 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
+    k_lo = i_k * K_PER_SPLIT
+    k_hi = tl.minimum(k_lo + K_PER_SPLIT, K)
+    for k0 in range(k_lo, k_hi, BLOCK_K):
+        m_g = (k0 + o_g * BLOCKSIZE) < k_hi  # whole quant blocks: K is a multiple of BLOCKSIZE
+        m_t = m_n[:, None] & m_g[None, :]  # [BLOCK_N, G]
+        b_q = tl.load(p_q + k0 // 2, mask=m_t[:, :, None], other=0)  # [BLOCK_N, G, HB] uint8
+        i_b = b_blk + k0 // BLOCKSIZE
+        if NESTED:  # absmax[b] = code2[q[b]] * absmax2[b // 256] + offset
+            b_a = tl.load(Absmax + i_b, mask=m_t, other=0).to(tl.int32)
+            b_a = tl.load(AbsCode + b_a) * tl.load(AbsScale + i_b // ABS_BLOCK, mask=m_t, other=0.0)
+            b_a = b_a + tl.load(Offset)
+        else:
+            b_a = tl.load(Absmax + i_b, mask=m_t, other=0.0)
+        m_x = m_g[:, None, None]
+        acc0 += _block_sums(Code, b_q, X + k0, o_x, m_x) * b_a
+        if M > 1:
+            acc1 += _block_sums(Code, b_q, X + stride_xm + k0, o_x, m_x) * b_a
+        if M > 2:
+            acc2 += _block_sums(Code, b_q, X + 2 * stride_xm + k0, o_x, m_x) * b_a
+        if M > 3:
+            acc3 += _block_sums(Code, b_q, X + 3 * stride_xm + k0, o_x, m_x) * b_a
+    if SPLIT:  # fp32 partials [splits, M, N]; _split_sum_kernel finishes
+        p_p = Part + (i_k * M) * N + o_n
+        tl.store(p_p, tl.sum(acc0, axis=1), mask=m_n)
+        if M > 1:
+            tl.store(p_p + N, tl.sum(acc1, axis=1), mask=m_n)
+        if M > 2:
+            tl.store(p_p + 2 * N, tl.sum(acc2, axis=1), mask=m_n)
+        if M > 3:
+            tl.store(p_p + 3 * N, tl.sum(acc3, axis=1), mask=m_n)
+    else:
+        b_bias = tl.zeros([BLOCK_N], dtype=tl.float32)
+        if HAS_BIAS:
+            b_bias = tl.load(Bias + o_n, mask=m_n, other=0.0).to(tl.float32)
+        p_o = Out + o_n
+        tl.store(p_o, (tl.sum(acc0, axis=1) + b_bias).to(Out.dtype.element_ty), mask=m_n)
+        if M > 1:
+            tl.store(p_o + stride_om, (tl.sum(acc1, axis=1) + b_bias).to(Out.dtype.element_ty), mask=m_n)
+        if M > 2:
+            tl.store(p_o + 2 * stride_om, (tl.sum(acc2, axis=1) + b_bias).to(Out.dtype.element_ty), mask=m_n)
+        if M > 3:
+            tl.store(p_o + 3 * stride_om, (tl.sum(acc3, axis=1) + b_bias).to(Out.dtype.element_ty), mask=m_n)
+
+
+@triton.jit
+def _split_sum_kernel(Part, Bias, Out, N, stride_om, SPLITS, M: tl.constexpr, HAS_BIAS: tl.constexpr,
+                      BLOCK: tl.constexpr):
+    """Out[m, n] = sum over s of Part[s, m, n] (+ bias[n]), in split order (deterministic)."""
+    i_m, i_n = tl.program_id(0), tl.program_id(1)
+    o_n = i_n * BLOCK + tl.arange(0, BLOCK)
+    m_n = o_n < N
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for s in range(SPLITS):
+        acc += tl.load(Part + (s * M + i_m) * N + o_n, mask=m_n, other=0.0)
+    if HAS_BIAS:
+        acc += tl.load(Bias + o_n, mask=m_n, other=0.0).to(tl.float32)
+    tl.store(Out + i_m * stride_om + o_n, acc.to(Out.dtype.element_ty), mask=m_n)
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 4  # the interpreter: any small number gives small grids
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _SM_COUNT:
+        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _SM_COUNT[index]
+
+
+def default_plan(m: int, n: int, k: int, blocksize: int, sm_count: int) -> GemvPlan:
+    """Tiles for one shape: 16-row tiles; K split in powers of two until there are >= 4 programs
+    per SM (H100 sweep: 512 x 3584 and 3584 x 18944 get 4 splits, 18944 x 3584 none). The sweep over
+    block_n 8-32, block_k 512/1024, 4/8 warps was flat within ~10 %: the kernel is bound by its
+    per-element work, not by the tiling (docs/decode_engine.md)."""
+    block_k = max(blocksize, min(512, triton.next_power_of_2(k)))
+    block_n = 16
+    tiles, steps = triton.cdiv(n, block_n), triton.cdiv(k, block_k)
+    split = 1
+    while tiles * split < 4 * sm_count and split * 2 <= steps:
+        split *= 2
+    return GemvPlan(block_n=block_n, block_k=block_k, split_k=split, num_warps=4)
+
+
+def nf4_gemv(x: torch.Tensor, w: NF4Weight, bias: torch.Tensor | None = None,
+             plan: GemvPlan | None = None) -> torch.Tensor:
+    """y = x @ dequant(W)^T (+ bias) for a few rows.
+
+    Args:
+        x: [M, K], 1 <= M <= 4, float32 / float16 / bfloat16, contiguous in K.
+        w: the NF4 weight, W [N, K]; K must be a multiple of w.blocksize (so a quant block never
+           straddles two rows) and of 2.
+        bias: [N] or None. plan: tile sizes (default: `default_plan`).
+    Returns:
+        [M, N] in x's dtype (fp32 accumulation).
+    """
+    n, k = w.shape
+    assert x.dim() == 2 and x.shape[1] == k, f"x must be [M, {k}], got {tuple(x.shape)}"
+    m = x.shape[0]
+    assert 1 <= m <= MAX_ROWS, f"nf4_gemv takes 1..{MAX_ROWS} rows, got {m} (use a dequantizing matmul)"
+    assert x.dtype in (torch.float32, torch.float16, torch.bfloat16), f"x dtype {x.dtype}"
+    assert x.stride(1) == 1, f"x must be contiguous in K, strides {x.stride()}"
+    assert w.blocksize >= 32 and w.blocksize & (w.blocksize - 1) == 0, f"blocksize {w.blocksize}"
+    assert k % w.blocksize == 0, f"K = {k} must be a multiple of the blocksize {w.blocksize}"
+    assert w.packed.is_contiguous() and w.absmax.is_contiguous(), "packed and absmax must be contiguous"
+    tensors = [x, w.packed, w.absmax, w.code]
+    if w.nested:
+        tensors += [w.absmax_code, w.absmax_scale, w.offset]
+        assert w.absmax_code.dtype == w.absmax_scale.dtype == w.offset.dtype == torch.float32
+        assert w.absmax_scale.is_contiguous()
+    if bias is not None:
+        assert bias.shape == (n,) and bias.is_contiguous(), f"bias must be [{n}], got {tuple(bias.shape)}"
+        tensors.append(bias)
+    assert w.code.dtype == torch.float32 and w.code.is_contiguous(), "code must be float32 [16]"
+    check_device(*tensors)
+    plan = plan or default_plan(m, n, k, w.blocksize, _sm_count(x.device))
+    assert plan.block_k % w.blocksize == 0, f"block_k {plan.block_k} is not a multiple of {w.blocksize}"
+    steps = triton.cdiv(k, plan.block_k)
+    split = min(plan.split_k, steps)
+    k_per_split = triton.cdiv(steps, split) * plan.block_k
+    split = triton.cdiv(k, k_per_split)  # no empty splits
+    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    part = torch.empty(split, m, n, dtype=torch.float32, device=x.device) if split > 1 else out
+    nested = w.nested
+    _nf4_gemv_kernel[(triton.cdiv(n, plan.block_n), split)](
+        x, w.packed, w.absmax, w.absmax_code if nested else w.absmax, w.absmax_scale if nested else w.absmax,
+        w.offset if nested else w.absmax, w.code, bias if bias is not None else out, out, part,  #
+        n, k, x.stride(0), out.stride(0), k_per_split,  #
+        M=m, BLOCK_N=plan.block_n, BLOCK_K=plan.block_k, BLOCKSIZE=w.blocksize, ABS_BLOCK=w.absmax_blocksize,
+        NESTED=nested, HAS_BIAS=bias is not None, SPLIT=split > 1, num_warps=plan.num_warps)
+    if split > 1:
+        block = min(1024, triton.next_power_of_2(n))
+        _split_sum_kernel[(m, triton.cdiv(n, block))](part, bias if bias is not None else out, out, n, out.stride(0),
+                                                      split, M=m, HAS_BIAS=bias is not None, BLOCK=block)
+    return out

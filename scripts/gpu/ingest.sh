@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One call on the GPU box: the pipelined ingest's tests on CUDA, then `bench ingest` (ours dense/balanced vs
+# transformers + bitsandbytes NF4 at 8K-64K visual tokens, and the 1080p H.264 end to end). About 4-5 min.
+#   run: bash scripts/gpu/ingest.sh     (carry .whl and .carry: the GPU box has no ffmpeg to make the video)
+#   the video, made on a CPU machine: ffmpeg -f lavfi -i testsrc2=size=1920x1080:rate=30:duration=120 \
+#     -c:v libx264 -preset veryfast -crf 40 -g 250 -pix_fmt yuv420p .carry/ingest_1080p.mp4   (15 MB)
+set -uo pipefail
+source scripts/gpu/preamble.sh
+export OPENCV_LOG_LEVEL=SILENT OPENCV_FFMPEG_LOGLEVEL=-8
+step() { echo "=== $1 ($(date +%T), ${SECONDS}s)"; }
+step env
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/env.txt"
+nproc | sed 's/^/cpu cores: /' | tee -a "$OUT/env.txt"
+python3 - <<'PY' 2>&1 | tee -a "$OUT/env.txt"
+import torch, triton, transformers, bitsandbytes, cv2
+print("torch", torch.__version__, "cuda", torch.version.cuda, "triton", triton.__version__,
+      "transformers", transformers.__version__, "bitsandbytes", bitsandbytes.__version__, "cv2", cv2.__version__)
+try:
+    import matplotlib; print("matplotlib", matplotlib.__version__)
+except ImportError:
+    print("no matplotlib: plots are re-rendered on the CPU machine from ingest.json (--from-json)")
+PY
+ls -la .carry/ 2>&1 | tee -a "$OUT/env.txt" || echo "no .carry/: the end-to-end run is skipped"
+
+step "pipelined ingest tests on CUDA (tiny model: stages, cancel, look-ahead; bit identity is a CPU test)"
+timeout 60 python3 -m pytest -q -p no:cacheprovider tests/engine/test_ingest_pipeline.py 2>&1 \
+  | tee "$OUT/ingest_tests.log" | tail -15
+echo "tests rc=${PIPESTATUS[0]}"
+
+step "bench ingest (random Qwen2.5-VL-7B: build + NF4 ~1 min, then 8K-64K x ours dense/balanced/HF, then e2e)"
+timeout 230 python3 -m omnivideo_app.bench.ingest --out "$OUT/ingest" > "$OUT/bench_ingest.log" 2>&1
+rc=$?
+echo "bench rc=$rc (124 = timed out: ingest.json holds the sizes finished so far)"
+grep -v "^|" "$OUT/bench_ingest.log" | grep -iv "warn" | tail -25
+[ $rc -ne 0 ] && tail -40 "$OUT/bench_ingest.log"
+
+step summary
+python3 - "$OUT/ingest/ingest.json" <<'PY' || echo "no ingest.json"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["device"], "| vision attention:", r.get("vision_attention"), "| partial:", r.get("partial"))
+print(f"{'tokens':>7} {'variant':<14} {'TTFT s':>8} {'prep':>7} {'vision':>7} {'prefill':>8} {'1st tok':>7} {'peak GiB':>8}")
+for x in r["results"]:
+    if "error" in x:
+        print(f"{x['tokens']:>7} {x['variant']:<14} error: {x['error']}"); continue
+    s = x["stages_s"]; peak = (x["peak_allocated_bytes"] or 0) / 2**30
+    print(f"{x['tokens']:>7} {x['variant']:<14} {x['ttft_s']:>8} {s['preprocess']:>7} {s['vision']:>7} "
+          f"{s['prefill']:>8} {s['first_token']:>7} {peak:>8.2f}")
+print("acceptance:", r.get("acceptance"))
+for e in r.get("e2e", []):
+    if "error" in e:
+        print("e2e error:", e["error"]); continue
+    print(f"e2e {e['mode']}: TTFT {e['ttft_s']} s, {e['frames']} frames {e['frame_size']}, {e['visual_tokens']} tokens; "
+          f"decode ends {e['decode_end_s']} s, overlapped with GPU {e['decode_overlapped_with_device_s']} s; "
+          f"busy {e['busy_s']}")
+PY
+step done
