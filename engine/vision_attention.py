@@ -20,6 +20,7 @@ is registered (`get_correct_attn_implementation`, same in 5.17 and 5.23).
 """
 import torch
 
+from engine.vision_mlp import pad_vision_mlp, unpad_vision_mlp
 from kernels.reference.varlen_attention import varlen_attention_reference
 from omnivideo_app.errors import ConfigError
 
@@ -97,7 +98,8 @@ def vision_attention_of(model) -> str:
 
 def set_vision_attention(model, impl: str) -> None:
     """Route the vision tower's attention to `impl` (VISION_ATTN_NAME, or "sdpa" / "eager" for
-    transformers' own); the text config's attention is left as it is."""
+    transformers' own); the text config's attention is left as it is. Our tower also gets its MLP width
+    padded (engine/vision_mlp.py, exact); transformers' own gets the original layers back."""
     if impl not in VISION_IMPLS:
         raise ConfigError(f"vision attention must be one of {', '.join(VISION_IMPLS)}, got {impl!r}")
     register_vision_attention()
@@ -105,6 +107,11 @@ def set_vision_attention(model, impl: str) -> None:
     text_config = model.config.get_text_config()
     text_impl = text_config._attn_implementation
     model.set_attn_implementation({"vision_config": impl})
+    # our tower also pads its MLP width for aligned GEMMs (exact); transformers' own keeps the original
+    if impl == VISION_ATTN_NAME:
+        pad_vision_mlp(model)
+    else:
+        unpad_vision_mlp(model)
     if visual.config._attn_implementation != impl:       # a transformers that did not reach the sub-model
         visual.config._attn_implementation_internal = impl
     assert text_config._attn_implementation == text_impl, (text_config._attn_implementation, text_impl)

@@ -36,7 +36,7 @@ def test_open_ask_evict_and_reopen(ws, clips):
     a, b = clips
     stages = StageProgress(lambda fraction, text: None)
     chat = ws.open("tab-1", a, progress=stages)
-    assert {"sample", "prefill"} <= set(stages.stages_seen) and "load" not in stages.stages_seen
+    assert {"decode", "vision", "prefill", "store"} <= set(stages.stages_seen) and "load" not in stages.stages_seen
     pieces = list(ws.ask(chat, "What happens?"))
     assert len(pieces) >= 1 and "".join(pieces) == chat.turns[0][1]
     assert chat.session_id and ws.access.allows(a)
