@@ -46,10 +46,11 @@ class AttentionPlan:
 # log-sum-exp, merged exactly. Backends, tried in this order on CUDA, each checked once against the
 # masked definition before it is used:
 #   split-cudnn: both parts through cuDNN (GQA native, the fastest SDPA kernel on Hopper);
-#   split-flash: both parts through FlashAttention-2;
 #   lower-right: torch.nn.attention.bias.causal_lower_right (FlashAttention-2 in one call);
 #   mask:        SDPA with a bounded explicit boolean mask (the definition; the CPU path).
-OFFSET_BACKENDS = ("split-cudnn", "split-flash", "lower-right", "mask")
+# (A split through the private FlashAttention-2 op measured no faster than lower-right on the H100:
+# 24.4 vs 24.8 ms per layer at 32K, docs/benchmarks/prefill/e2e.md, so the public API covers it.)
+OFFSET_BACKENDS = ("split-cudnn", "lower-right", "mask")
 _override: str | None = None
 _chosen: dict[tuple, str] = {}
 LOG = logging.getLogger(__name__)
@@ -73,11 +74,6 @@ def _lse_cudnn(q, k, v, scale, causal):
     return out, lse
 
 
-def _lse_flash(q, k, v, scale, causal):
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal, False, scale=scale)[:2]
-    return out, lse
-
-
 def _lse_math(q, k, v, scale, causal):
     """Explicit fp32 scores (tests and CPU only: materialises [B, Hq, Tq, Tk])."""
     g = q.shape[1] // k.shape[1]
@@ -87,7 +83,7 @@ def _lse_math(q, k, v, scale, causal):
     return (torch.softmax(s, -1) @ v.repeat_interleave(g, 1).float()).to(q.dtype), torch.logsumexp(s, -1)
 
 
-_LSE = {"split-cudnn": _lse_cudnn, "split-flash": _lse_flash, "split-math": _lse_math}
+_LSE = {"split-cudnn": _lse_cudnn, "split-math": _lse_math}
 
 
 def _split_attention(q, k, v, scale, lse_fn):
@@ -172,17 +168,9 @@ def _choose(key: tuple, candidates: tuple[str, ...], q: torch.Tensor, k: torch.T
 
 
 def _offset_dispatch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """Run the chosen backend; one that fails on a real call is dropped for the next one (logged)."""
-    name = offset_backend(q, k)
-    try:
-        return _offset_attention(name, q, k, v, scale)
-    except (RuntimeError, ValueError, NotImplementedError) as e:
-        if name == "mask" or _override is not None:
-            raise
-        LOG.warning("dense attention backend %s failed (%s); trying the next", name, str(e).splitlines()[0][:200])
-        key = (q.device, q.dtype, q.shape[1], k.shape[1], q.shape[-1])
-        _choose(key, OFFSET_BACKENDS[OFFSET_BACKENDS.index(name) + 1:], q, k)
-        return _offset_dispatch(q, k, v, scale)
+    """Run the backend checked for this layout. A failure on a real call is raised, not retried with
+    another backend: it would also turn a CUDA out-of-memory into a slower, hungrier retry."""
+    return _offset_attention(offset_backend(q, k), q, k, v, scale)
 
 
 def dense_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:

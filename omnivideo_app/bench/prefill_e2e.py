@@ -46,7 +46,7 @@ from omnivideo_app.errors import ConfigError
 TARGETS = {32768: (0.25, 1.3), 65536: (0.15, 1.6)}   # length: (forced density, prefill speedup goal)
 KERNEL_RESULTS = Path("docs/benchmarks/prefill/results.json")
 # dense backends timed on one layer (the masked one at the first length only: see `variants`)
-DENSE_BACKENDS = ("mask", "split-cudnn", "split-flash", "lower-right", "auto")
+DENSE_BACKENDS = ("mask", "split-cudnn", "lower-right", "auto")
 
 
 @dataclass(frozen=True, slots=True)

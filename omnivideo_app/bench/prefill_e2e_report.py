@@ -116,6 +116,7 @@ def report_markdown(result: dict) -> str:
                   "layouts), per backend of `engine/attention.py`; 'one causal call' is a single SDPA "
                   "call over the whole prefix (what chunking should not lose), 'Triton' our block-sparse "
                   "kernel over every causal block.", ""]
+        # split-flash: measured in the committed run (then dropped from the engine); "-" in later ones
         keys = ["one_call_causal_sdpa_ms", "mask", "split-cudnn", "split-flash", "lower-right", "auto",
                 "triton_all_blocks"]
         lines += ["| length | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
