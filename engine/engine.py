@@ -33,8 +33,12 @@ class EngineConfig:
     """chunk_size: prefix tokens per prefill forward (bounds activation memory on long videos);
     vision_chunk_groups: temporal frame groups per vision-tower forward (bounds its activation memory;
     exact, since the tower never mixes groups); sparse: OmniSparse parameters for the prefix prefill
-    (None = dense); below sparse_min_keys keys a chunk runs dense (estimation would cost more than it saves)."""
+    (None = dense); below sparse_min_keys keys a chunk runs dense (estimation would cost more than it saves);
+    prefill_round_tokens: chunks are prefilled layer-major in rounds of up to this many tokens, so each NF4
+    layer is dequantized once per round, not once per chunk (engine/prefix_prefill.py); chunk_size or less
+    gives the chunk-by-chunk order."""
     chunk_size: int = 4096
+    prefill_round_tokens: int = 65536
     vision_chunk_groups: int = 16
     reserve_tokens: int = 1024   # cache room kept after the prefix for questions and answers
     sparse: object | None = None
@@ -44,6 +48,8 @@ class EngineConfig:
     def __post_init__(self):
         if self.chunk_size < 64 or self.chunk_size % 64:
             raise ConfigError(f"chunk_size must be a multiple of 64 (the sparse block size), got {self.chunk_size}")
+        if self.prefill_round_tokens < 1:
+            raise ConfigError(f"prefill_round_tokens must be >= 1, got {self.prefill_round_tokens}")
         if self.vision_chunk_groups < 1:
             raise ConfigError(f"vision_chunk_groups must be >= 1, got {self.vision_chunk_groups}")
         if self.reserve_tokens < 0:

@@ -3,16 +3,18 @@
 The vision tower never mixes temporal frame groups (its windowed and full-attention blocks attend
 within one group of `temporal_patch_size` frames), so encoding k groups at a time gives exactly the
 embeddings of one pass over the whole video. M-RoPE positions for the whole prefix need only the
-grid and the seconds per grid step, known before any pixel. So each LLM prefill chunk (aligned to
-`EngineConfig.chunk_size` as before) runs as soon as the vision chunks covering its video tokens are
+grid and the seconds per grid step, known before any pixel. So each LLM prefill round (chunks of
+`EngineConfig.chunk_size` tokens grouped into rounds of up to `EngineConfig.prefill_round_tokens`, run
+layer-major: engine/prefix_prefill.py) runs as soon as the vision chunks covering its video tokens are
 done, while the caller's source is still decoding later frames on the CPU.
 
     source = InputsSource(video_inputs)              # or a decoding source (omnivideo_app.video.stream)
     conv = ingest_streamed(engine, prefix_ids, source, progress, cancel, timeline=StageTimeline(device))
     timeline.finish()   # [{"stage": "vision", "index": 0, "start_s": ..., "end_s": ..., "lane": "gpu"}, ...]
 
-Memory on the device: one vision chunk's activations, the embeddings not yet consumed by the prefill
-(at most one vision chunk plus one LLM chunk), one LLM chunk's activations, and the KV cache.
+Memory on the device: one vision chunk's activations, the embeddings of one prefill round (its hidden
+states) plus at most one vision chunk not yet consumed, one LLM chunk's activations, one layer's
+dequantized weights while a round of several chunks runs, and the KV cache.
 """
 import threading
 import time
@@ -24,6 +26,7 @@ import torch
 
 from engine.attention import AttentionPlan
 from engine.kv_cache import OmniCache
+from engine.prefix_prefill import plan_rounds, prefill_round
 from engine.sparse_prefill import SparsePrefill
 from omnivideo_app.errors import VideoCancelled
 
@@ -130,6 +133,7 @@ class _VisionChunks:
         self.grid_t, self.grid_h, self.grid_w = source.grid_thw
         self.rows_per_group = self.grid_h * self.grid_w
         self.tokens_per_group = self.rows_per_group // engine.visual.spatial_merge_size ** 2
+        self._source = source
         self._pixels = iter(source)
         self._pending: list[torch.Tensor] = []  # pixel rows received but not encoded
         self._pending_rows = 0
@@ -170,6 +174,19 @@ class _VisionChunks:
             if self.progress is not None:
                 self.progress(self.groups_done, self.grid_t, "vision")
 
+    def available(self, tokens: int) -> bool:
+        """Whether `ensure(tokens)` would run without waiting for the source: its vision chunks need only
+        groups already encoded, received, or decoded and waiting (a source without `groups_ready`, such as
+        ready inputs, has everything)."""
+        ready = getattr(self._source, "groups_ready", None)
+        if ready is None:
+            return True
+        groups = -(-tokens // self.tokens_per_group)
+        if groups > self.groups_done:   # ensure() encodes whole vision chunks
+            groups = min(self.grid_t, self.groups_done + -(-(groups - self.groups_done) // self.chunk_groups)
+                         * self.chunk_groups)
+        return groups <= self.groups_done + self._pending_rows // self.rows_per_group + ready()
+
     def take(self, start: int, stop: int) -> torch.Tensor:
         """Embeddings of video tokens [start, stop) (already encoded); frees everything before `stop`."""
         parts = [e[max(0, start - s):stop - s] for s, e in self._ready if s < stop and s + e.shape[0] > start]
@@ -188,9 +205,9 @@ def _video_counts(prefix_ids: list[int], video_pad_id: int) -> list[int]:
 def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progress: Progress | None = None,
                     cancel=None, timeline: StageTimeline | None = None):
     """Prefill `prefix_ids` (video placeholder expanded) into a fresh cache, encoding the source's frame groups
-    in chunks of `engine.config.vision_chunk_groups` just before the prefill chunk that needs them.
+    in chunks of `engine.config.vision_chunk_groups` just before the prefill round that needs them.
     Returns a Conversation (engine.engine) with stats vision_s / prefill_s (device busy time), ingest_s (wall)
-    and sparse. `timeline` (default: a private one) receives the vision and prefill chunks' spans."""
+    and sparse. `timeline` (default: a private one) receives the vision chunks' and prefill rounds' spans."""
     from engine.engine import Conversation
 
     device, cfg = engine.device, engine.config
@@ -213,21 +230,39 @@ def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progres
     if plan is None and cfg.sparse is not None:
         plan = AttentionPlan(sparse=SparsePrefill(cfg.sparse, text_mask=~is_video[0], min_keys=cfg.sparse_min_keys,
                                                   force_density=cfg.force_density))
-    n, step = len(prefix_ids), cfg.chunk_size
-    for index, start in enumerate(range(0, n, step)):
+    n = len(prefix_ids)
+    pending = [c for r in plan_rounds(n, cfg.chunk_size, cfg.chunk_size) for c in r]
+    index = 0
+    while pending:
+        # a round: the next chunk, plus the following ones while their frames are ready (all of them for
+        # decoded inputs; with a decoding source, what it has decoded so far, so that the prefill of early
+        # chunks still overlaps the decoding of later frames), up to prefill_round_tokens
+        take = 1
+        while take < len(pending) and pending[take][1] - pending[0][0] <= cfg.prefill_round_tokens \
+                and vision.available(counts[pending[take][1]]):
+            take += 1
+        chunks, pending = pending[:take], pending[take:]
         if cancel is not None and getattr(cancel, "cancelled", False):
             raise VideoCancelled("ingest cancelled")
-        stop = min(n, start + step)
+        start, stop = chunks[0][0], chunks[-1][1]
         vision.ensure(counts[stop])
-        embeds = engine.embed(ids[:, start:stop])
-        if counts[stop] > counts[start]:
-            embeds[is_video[:, start:stop]] = vision.take(counts[start], counts[stop]).to(embeds.dtype)
+        hidden = []
+        for a, b in chunks:
+            embeds = engine.embed(ids[:, a:b])
+            if counts[b] > counts[a]:
+                embeds[is_video[:, a:b]] = vision.take(counts[a], counts[b]).to(embeds.dtype)
+            hidden.append(embeds)
+
+        def after_layer(layer: int, start=start, stop=stop) -> None:
+            if cancel is not None and getattr(cancel, "cancelled", False):
+                raise VideoCancelled("ingest cancelled")
+            if progress is not None:
+                progress(start + (stop - start) * (layer + 1) // engine.num_layers, n, "prefill")
+
         with timeline.device_span("prefill", index):
-            engine.lm(inputs_embeds=embeds, position_ids=positions[:, :, start:stop], past_key_values=cache,
-                      use_cache=True, omni_plan=plan)
-        del embeds
-        if progress is not None:
-            progress(stop, n, "prefill")
+            prefill_round(engine, hidden, [positions[:, :, a:b] for a, b in chunks], cache, plan, after_layer)
+        del hidden
+        index += 1
     timeline.finish()  # synchronises the device: ingest_s is the wall time of the finished work
     stats = {"vision_s": timeline.busy_s("vision"), "prefill_s": timeline.busy_s("prefill"),
              "ingest_s": time.perf_counter() - t_start}

@@ -28,12 +28,13 @@ PRESETS: dict[str, SparseParams | None] = {
 
 @dataclass
 class SparseStats:
-    """Per layer: chosen density per chunk (1.0 where the dense fallback ran)."""
-    density: dict[int, list[float]] = field(default_factory=dict)
+    """Per layer: chosen density per chunk (1.0 where the dense fallback ran; a device tensor until read
+    where the plan did not synchronise)."""
+    density: dict[int, list] = field(default_factory=dict)
     fallback: dict[int, int] = field(default_factory=dict)
 
     def summary(self) -> dict:
-        all_d = [d for ds in self.density.values() for d in ds]
+        all_d = [float(d) for ds in self.density.values() for d in ds]
         return {"mean_density": round(sum(all_d) / len(all_d), 4) if all_d else None,
                 "dense_fallbacks": sum(self.fallback.values()), "calls": len(all_d)}
 
@@ -88,7 +89,7 @@ class SparsePrefill:
         kwargs = {"force_density": self.force_density} if self.force_density is not None else {}
         lists = build_lists(est, q_offset=q_offset, Nk=tk, params=self.params,
                             force_dense_rows=self._dense_rows(q_offset, tq), **kwargs)
-        self.stats.density.setdefault(layer, []).append(float(lists.density))
+        self.stats.density.setdefault(layer, []).append(lists.kept_share)   # no sync here
         if lists.dense:
             self.stats.fallback[layer] = self.stats.fallback.get(layer, 0) + 1
             return None

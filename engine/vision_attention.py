@@ -17,6 +17,9 @@ is registered (`get_correct_attn_implementation`, same in 5.17 and 5.23).
 
     set_vision_attention(model, VISION_ATTN_NAME)   # ours (registers it; idempotent)
     set_vision_attention(model, "sdpa")             # transformers' own per-segment loop
+
+Ours also pads the MLP width (engine/vision_mlp.py) and installs the fused block forward
+(engine/vision_block.py), which calls `packed_attention` directly; "sdpa" / "eager" undo both.
 """
 import torch
 
@@ -34,15 +37,31 @@ _backend = "auto"
 
 def set_vision_backend(name: str) -> None:
     """"auto": Triton on CUDA tensors, the reference elsewhere; "triton" / "reference" force one (tests:
-    "triton" on a CPU needs TRITON_INTERPRET=1)."""
+    "triton" on a CPU needs TRITON_INTERPRET=1). Covers the attention and the fused block's kernels."""
     global _backend
     if name not in BACKENDS:
         raise ConfigError(f"vision attention backend must be one of {', '.join(BACKENDS)}, got {name!r}")
     _backend = name
 
 
-def _use_triton(device: torch.device) -> bool:
+def use_triton(device: torch.device) -> bool:
+    """Whether the vision tower's kernels run in Triton (else their pure-PyTorch references) on `device`."""
     return _backend == "triton" or (_backend == "auto" and device.type == "cuda")
+
+
+def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, scale: float,
+                     max_seqlen: int | None = None) -> torch.Tensor:
+    """Non-causal attention within each packed segment, every segment in one call.
+
+    q, k, v [N, H, D] (last dim contiguous, other strides free); cu_seqlens [S + 1] integer boundaries;
+    max_seqlen the longest segment if known (a Python int). Returns [N, H, D] contiguous in q.dtype.
+    """
+    cu = cu_seqlens.to(torch.int32).contiguous()
+    if use_triton(q.device):
+        from kernels.varlen_attention import varlen_attention      # imported late: Triton is optional on a CPU
+
+        return varlen_attention(q, k, v, cu, scale=scale, max_seqlen=max_seqlen)
+    return varlen_attention_reference(q, k, v, cu, scale=scale)
 
 
 def vision_attention(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0,
@@ -66,14 +85,7 @@ def vision_attention(module, query, key, value, attention_mask=None, scaling=Non
     assert cu_seq_lens_k is None or cu_seq_lens_k is cu or torch.equal(cu_seq_lens_k, cu), "self-attention only"
     q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))     # [N, H, D] views, no copy
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    cu = cu.to(torch.int32).contiguous()
-    if _use_triton(query.device):
-        from kernels.varlen_attention import varlen_attention      # imported late: Triton is optional on a CPU
-
-        out = varlen_attention(q, k, v, cu, scale=scale, max_seqlen=max_length_q)
-    else:
-        out = varlen_attention_reference(q, k, v, cu, scale=scale)
-    return out.unsqueeze(0), None
+    return packed_attention(q, k, v, cu, scale, max_length_q).unsqueeze(0), None
 
 
 def register_vision_attention() -> None:
@@ -99,7 +111,10 @@ def vision_attention_of(model) -> str:
 def set_vision_attention(model, impl: str) -> None:
     """Route the vision tower's attention to `impl` (VISION_ATTN_NAME, or "sdpa" / "eager" for
     transformers' own); the text config's attention is left as it is. Our tower also gets its MLP width
-    padded (engine/vision_mlp.py, exact); transformers' own gets the original layers back."""
+    padded (engine/vision_mlp.py, exact) and the fused block forward (engine/vision_block.py);
+    transformers' own gets its own forward and the original layers back."""
+    from engine.vision_block import fuse_vision_blocks, unfuse_vision_blocks   # here: vision_block imports this module
+
     if impl not in VISION_IMPLS:
         raise ConfigError(f"vision attention must be one of {', '.join(VISION_IMPLS)}, got {impl!r}")
     register_vision_attention()
@@ -107,10 +122,13 @@ def set_vision_attention(model, impl: str) -> None:
     text_config = model.config.get_text_config()
     text_impl = text_config._attn_implementation
     model.set_attn_implementation({"vision_config": impl})
-    # our tower also pads its MLP width for aligned GEMMs (exact); transformers' own keeps the original
+    # our tower also pads its MLP width for aligned GEMMs (exact), then fuses its blocks over the padded
+    # layers; transformers' own runs its own forward over the original layers
     if impl == VISION_ATTN_NAME:
         pad_vision_mlp(model)
+        fuse_vision_blocks(model)
     else:
+        unfuse_vision_blocks(model)
         unpad_vision_mlp(model)
     if visual.config._attn_implementation != impl:       # a transformers that did not reach the sub-model
         visual.config._attn_implementation_internal = impl

@@ -42,8 +42,10 @@ def pad_vision_mlp(model, multiple: int = PAD_MULTIPLE) -> int:
         width = mlp.gate_proj.out_features
         if hasattr(mlp, "_omni_original") or width % multiple == 0:
             continue
-        if not all(isinstance(m, nn.Linear) for m in (mlp.gate_proj, mlp.up_proj, mlp.down_proj)):
-            continue   # quantized towers keep their own layers
+        # exact nn.Linear only: a quantized tower (bitsandbytes' Linear4bit subclasses nn.Linear, with a
+        # uint8 weight) keeps its own layers
+        if not all(type(m) is nn.Linear for m in (mlp.gate_proj, mlp.up_proj, mlp.down_proj)):
+            continue
         padded = -(-width // multiple) * multiple
         mlp._omni_original = (mlp.gate_proj, mlp.up_proj, mlp.down_proj)
         mlp.gate_proj = _padded(mlp.gate_proj, padded, mlp.gate_proj.in_features)

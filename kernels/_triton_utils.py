@@ -36,14 +36,16 @@ def check_last_dim_contiguous(**tensors: torch.Tensor) -> None:
 
 
 @triton.jit
-def online_softmax_step(acc, m_i, l_i, s, v, PREC: tl.constexpr):
+def online_softmax_step(acc, m_i, l_i, s, qk_scale, v, PREC: tl.constexpr):
     """Fold one key tile into a running softmax (FlashAttention's update, base 2).
 
-    acc [R, D] f32, m_i / l_i [R] f32 running max and sum; s [R, N] scores already scaled by
-    log2(e)/sqrt(d) and masked with -inf; v [N, D]. Every row needs one finite score in the tile.
+    acc [R, D] f32, m_i / l_i [R] f32 running max and sum, in the scaled (log2) domain; s [R, N] raw
+    scores q.k (masked entries -inf); qk_scale = log2(e)/sqrt(d) > 0; v [N, D]. Every row needs one
+    finite score in the tile. The scale is applied inside the exponent, s * qk_scale - m as one FMA,
+    instead of scaling the whole tile first (one multiply less per score).
     """
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    p = tl.exp2(s - m_new[:, None])
+    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
+    p = tl.exp2(s * qk_scale - m_new[:, None])
     alpha = tl.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)

@@ -1,6 +1,6 @@
 """Key-block selection of a prefill chunk from its estimate (OmniSparse mechanisms 1 and 2), in Triton.
 
-    lazy, budget, (kept, width) = plan_blocks(est, dense_rows, q_offset=0, params=p)
+    lazy, budget, stats = plan_blocks(est, dense_rows, q_offset=0, params=p)   # stats: [kept, longest list]
     idx, cnt = select_blocks(est.block_probs, budget, lazy, dense_rows, q_offset=0, params=p, width=width)
 
 Semantics: `kernels.reference.sparse_prefill.block_lists_reference`. The plan kernel does the
@@ -89,8 +89,8 @@ def plan_blocks(est: Estimate, dense_rows: torch.Tensor, *, q_offset: int, param
 
     dense_rows [Mq] int8, forced-dense (text) query blocks. force_density: bench only, every head
     active with K_i = floor(force_density * causal_i + 0.5) - local_i - sinks_i (clipped).
-    Returns lazy [Hkv, Mq] int8, budget [Mq] int32 and [kept blocks, longest list] (the one host
-    sync of a plan)."""
+    Returns lazy [Hkv, Mq] int8, budget [Mq] int32 and stats [2] int32 on the device: kept blocks and
+    the longest list (reading them is the plan's one host sync, needed only to decide the fallback)."""
     check_device(est.local_mass, est.cover_count, dense_rows)
     Hkv, Mq = est.local_mass.shape
     assert dense_rows.shape == (Mq,) and dense_rows.dtype == torch.int8, (dense_rows.shape, dense_rows.dtype)
@@ -105,7 +105,7 @@ def plan_blocks(est: Estimate, dense_rows: torch.Tensor, *, q_offset: int, param
         # full budget (gamma 1) and forced densities have no lazy rows: a threshold r never reaches
         2.0 if params.gamma >= 1.0 or force_density is not None else float(params.theta_local),
         float(force_density or 0.0), FORCE=force_density is not None, B=params.block_size, R=R, HP=max(2, triton.next_power_of_2(Hkv)))
-    return lazy, budget, stats.tolist()
+    return lazy, budget, stats
 
 
 def select_blocks(probs: torch.Tensor, budget: torch.Tensor, lazy: torch.Tensor, dense_rows: torch.Tensor,

@@ -67,24 +67,24 @@ def _attn_kernel(Q, K, V, K_desc, V_desc, O, LSE, IDX, CNT, ORDER,
     for jt in range(0, n_free):
         if USE_TMA:                                     # descriptors view K, V as [Hkv * Nk, D]
             row = u * Nk + tl.load(idx_row + jt) * B
-            s = tl.dot(q, tl.trans(K_desc.load([row, 0])), input_precision=PREC) * qk_scale
-            acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, V_desc.load([row, 0]), PREC)
+            s = tl.dot(q, tl.trans(K_desc.load([row, 0])), input_precision=PREC)
+            acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, qk_scale, V_desc.load([row, 0]), PREC)
         else:
             kpos = tl.load(idx_row + jt * NB + j // B) * B + j % B   # [BLOCK_N] key rows
             kt = tl.load(k_base + kpos[None, :] * sk_n + d[:, None])  # [D, BLOCK_N]
-            s = tl.dot(q, kt, input_precision=PREC) * qk_scale
+            s = tl.dot(q, kt, input_precision=PREC)
             vt = tl.load(v_base + kpos[:, None] * sv_n + d[None, :])  # [BLOCK_N, D]
-            acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, vt, PREC)
+            acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, qk_scale, vt, PREC)
     # -- last tile: holds the diagonal block; list end, Nk and causal masks --
     e = n_free * NB + j // B
     e_ok = e < n
     kpos = tl.load(idx_row + e, mask=e_ok, other=0) * B + j % B
     k_ok = e_ok & (kpos < Nk)
     kt = tl.load(k_base + kpos[None, :] * sk_n + d[:, None], mask=k_ok[None, :], other=0.0)
-    s = tl.dot(q, kt, input_precision=PREC) * qk_scale
+    s = tl.dot(q, kt, input_precision=PREC)
     s = tl.where(k_ok[None, :] & (kpos[None, :] <= qpos[:, None]), s, float("-inf"))
     vt = tl.load(v_base + kpos[:, None] * sv_n + d[None, :], mask=k_ok[:, None], other=0.0)
-    acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, vt, PREC)
+    acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, qk_scale, vt, PREC)
     # -- epilogue --
     out = acc / l_i[:, None]
     tl.store(O + head[:, None] * so_h + tok[:, None] * so_n + d[None, :], out.to(O.dtype.element_ty),
@@ -139,14 +139,15 @@ def _row_launches(G: int, B: int) -> list[tuple[int, int, int]]:
 
 def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lists, *, q_offset: int,
                            scale: float, block_m: int | None = None, blocks_per_tile: int | None = None,
-                           use_tma: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                           use_tma: bool = False, num_warps: int | None = None,
+                           num_stages: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal attention of one prefill chunk restricted to listed key blocks.
 
     q [Hq, Nq, d] (queries at absolute positions q_offset + t); k, v [Hkv, Nk, d], Nk = q_offset + Nq;
     lists: `BlockLists` (block_idx [Hkv, Mq, S] int32 ascending, -1 padded, each row ending with its
     diagonal block q_offset // B + i; block_count [Hkv, Mq] int32; block_size B).
-    block_m / blocks_per_tile / use_tma: fix the tile instead of autotuning (tests; use_tma needs
-    k and v contiguous across heads).
+    block_m / blocks_per_tile / use_tma / num_warps / num_stages: fix the tile instead of autotuning (tests,
+    tile sweeps; one launch over all g * B rows; use_tma needs k and v contiguous across heads).
     Returns out [Hq, Nq, d] in q.dtype and lse [Hq, Nq] float32 (natural log of the softmax sum)."""
     global _tma_failed
     idx, cnt = lists.block_idx, lists.block_count
@@ -173,10 +174,13 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, li
             k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1), Nq, Nk, q_offset, Mq,
             idx.shape[2], scale * LOG2E]
     meta = dict(G=G, B=B, D=D, PREC="ieee" if q.dtype == torch.float32 else "tf32")
-    if block_m is not None or blocks_per_tile is not None or use_tma:
+    if block_m is not None or blocks_per_tile is not None or use_tma or num_warps or num_stages:
         bm, nb = block_m or MAIN_TILE, 1 if use_tma else (blocks_per_tile or 1)
+        launch = {"num_warps": num_warps or (8 if bm * D >= 128 * 128 else 4)}
+        if num_stages:
+            launch["num_stages"] = num_stages
         _attn_kernel[(triton.cdiv(G * B, bm), Hkv * Mq)](*args, 0, **meta, BLOCK_M=bm, NB=nb, USE_TMA=use_tma,
-                                                         num_warps=8 if bm * D >= 128 * 128 else 4)
+                                                         **launch)
         return out, lse
     for row0, bm, tiles in _row_launches(G, B):
         kernel = _attn_kernel_tuned if descs else _attn_kernel_pointer

@@ -65,9 +65,9 @@ class DecodeTail:
 @triton.jit
 def _online_softmax_step(acc, m_i, l_i, b_q, b_k, b_v, m_n, qk_scale, DOT_PRECISION: tl.constexpr):
     """Fold one key tile into the running (acc [G, D], m_i [G], l_i [G]) of the group; base-2 softmax."""
-    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PRECISION) * qk_scale  # [G, N]
+    b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PRECISION)  # [G, N], scaled inside the step
     b_s = tl.where(m_n[None, :], b_s, float("-inf"))  # every tile has at least one valid key
-    return online_softmax_step(acc, m_i, l_i, b_s, b_v, DOT_PRECISION)
+    return online_softmax_step(acc, m_i, l_i, b_s, qk_scale, b_v, DOT_PRECISION)
 
 
 @triton.jit

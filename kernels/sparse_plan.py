@@ -54,18 +54,29 @@ class BlockLists:
     block_count [Hkv, Mq] int32: valid entries per row.
     budget [Mq] int32: the shared K of each query block (0 where every head is lazy).
     lazy [Hkv, Mq] bool: rows that attend to their local window (+ sinks) only.
-    density: kept / causal blocks over the chunk; 1.0 when `dense`.
+    density: kept / causal blocks over the chunk; 1.0 when `dense` (a float; reading it may sync).
     dense: the dense fallback fired: the lists hold every causal block.
     sparse_density: the density the sparse lists would have had (== density unless `dense`).
+    kept_share: `density` as built: a float, or a 0-d device tensor when the plan had no fallback to
+        decide and so never synchronised (forced densities, dense_fallback 1.0): stats can keep it
+        and read it later.
     """
     block_idx: torch.Tensor
     block_count: torch.Tensor
     budget: torch.Tensor
     lazy: torch.Tensor
-    density: float
+    kept_share: float | torch.Tensor
     dense: bool
     block_size: int
-    sparse_density: float
+    _sparse_density: float | torch.Tensor
+
+    @property
+    def density(self) -> float:
+        return float(self.kept_share)
+
+    @property
+    def sparse_density(self) -> float:
+        return float(self._sparse_density)
 
 
 def _dense_lists(Hkv: int, Mq: int, Mk: int, q_offset: int, block_size: int, device) -> tuple:
@@ -93,14 +104,20 @@ def build_block_lists(est: Estimate, *, q_offset: int, Nk: int, params: SparsePa
     dev = est.block_probs.device
     dense_rows = (torch.zeros(Mq, dtype=torch.int8, device=dev) if force_dense_rows is None
                   else force_dense_rows.to(device=dev, dtype=torch.int8))
-    lazy, budget, (kept, width) = plan_blocks(est, dense_rows, q_offset=q_offset, params=params,
-                                              force_density=force_density)
+    lazy, budget, stats = plan_blocks(est, dense_rows, q_offset=q_offset, params=params,
+                                      force_density=force_density)
     qb0 = q_offset // B
-    sparse_density = kept / (Hkv * (Mq * qb0 + Mq * (Mq + 1) // 2))   # causal blocks: sum of qb0 + i + 1
-    if force_density is None and sparse_density > params.dense_fallback:
-        idx, cnt = _dense_lists(Hkv, Mq, Mk, q_offset, B, dev)
-        return BlockLists(idx, cnt, budget, torch.zeros(Hkv, Mq, dtype=torch.bool, device=dev), 1.0, True, B,
-                          sparse_density)
+    causal = Hkv * (Mq * qb0 + Mq * (Mq + 1) // 2)   # causal blocks: sum of qb0 + i + 1
+    if force_density is not None or params.dense_fallback >= 1.0:
+        # no fallback to decide: no host sync; lists as wide as the longest possible one (Mk)
+        sparse_density, width = stats[0] / causal, Mk
+    else:
+        kept, width = stats.tolist()
+        sparse_density = kept / causal
+        if sparse_density > params.dense_fallback:
+            idx, cnt = _dense_lists(Hkv, Mq, Mk, q_offset, B, dev)
+            return BlockLists(idx, cnt, budget, torch.zeros(Hkv, Mq, dtype=torch.bool, device=dev), 1.0, True, B,
+                              sparse_density)
     idx, cnt = select_blocks(est.block_probs, budget, lazy, dense_rows, q_offset=q_offset, params=params,
                              width=width)
     return BlockLists(idx, cnt, budget, lazy.view(torch.bool), sparse_density, False, B, sparse_density)

@@ -58,9 +58,9 @@ def _varlen_attn_kernel(Q, K, V, O, LSE, CU, WORK, n_work, len_bucket,
     for t in range(0, n_full):
         keys = (start + t * BLOCK_N + j).to(tl.int64)
         kt = tl.load(k_base + keys[None, :] * sk_n + d[:, None], mask=d_ok[:, None], other=0.0)  # [D, BLOCK_N]
-        s = tl.dot(q, kt, input_precision=PREC) * qk_scale
+        s = tl.dot(q, kt, input_precision=PREC)
         vt = tl.load(v_base + keys[:, None] * sv_n + d[None, :], mask=d_ok[None, :], other=0.0)  # [BLOCK_N, D]
-        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, vt, PREC)
+        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, qk_scale, vt, PREC)
     # -- the segment's last, partial key tile --
     tail = start + n_full * BLOCK_N
     if tail < end:
@@ -68,10 +68,10 @@ def _varlen_attn_kernel(Q, K, V, O, LSE, CU, WORK, n_work, len_bucket,
         k_ok = keys < end
         keys = keys.to(tl.int64)
         kt = tl.load(k_base + keys[None, :] * sk_n + d[:, None], mask=k_ok[None, :] & d_ok[:, None], other=0.0)
-        s = tl.dot(q, kt, input_precision=PREC) * qk_scale
+        s = tl.dot(q, kt, input_precision=PREC)
         s = tl.where(k_ok[None, :], s, float("-inf"))
         vt = tl.load(v_base + keys[:, None] * sv_n + d[None, :], mask=k_ok[:, None] & d_ok[None, :], other=0.0)
-        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, vt, PREC)
+        acc, m_i, l_i = online_softmax_step(acc, m_i, l_i, s, qk_scale, vt, PREC)
     # -- epilogue --
     out = acc / l_i[:, None]
     tl.store(O + rows[:, None] * so_n + h * so_h + d[None, :], out.to(O.dtype.element_ty),

@@ -21,7 +21,7 @@ from engine.prompt import ChatFormat
 from storage import CacheKey, KVStore
 
 # Bump when the engine or a kernel changes the bytes a prefill writes for the same inputs.
-KERNEL_VERSION = "omnivideo-2"  # 2: the vision tower runs our varlen attention
+KERNEL_VERSION = "omnivideo-3"  # 2: the vision tower runs our varlen attention; 3: fused vision blocks, FMA softmax
 
 
 def cache_key(store: KVStore, path: Path, loaded: LoadedModel, chat: ChatFormat, sampling,

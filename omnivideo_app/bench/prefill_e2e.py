@@ -12,14 +12,16 @@ tokens per frame pair) with random pixels, 16 text tokens on each side. The visi
 per length, in the engine's vision chunks (every variant consumes the same embeddings); then the
 engine's chunked prefill
 (`EngineConfig.chunk_size`, our attention hook, `SparsePrefill`) runs once per variant:
-- dense-mask: the dense path before this change (explicit boolean mask for chunks with a past),
-  at the first length only;
-- dense: the engine's dense path (see engine/attention.py: past + diagonal merged by log-sum-exp);
+- dense: the engine's dense path (see engine/attention.py: past + diagonal merged by log-sum-exp), in
+  layer-major rounds of `EngineConfig.prefill_round_tokens` (engine/prefix_prefill.py: each NF4 layer
+  dequantized once per round);
+- dense-by-chunk: the same, chunk by chunk through the whole decoder (the order before the rounds:
+  bitsandbytes dequantizes every NF4 weight in every chunk's forward);
 - sparse@rho: OmniSparse with the bench-only `force_density` rho (random weights give flat
   attention, which would make every plan dense): the issue's 25% at 32K and 15% at 64K, plus what
   the structured workload gives (its oracle density at 32K, from the kernel bench's results.json),
   at the first length only, where it was measured.
-Each variant runs `repeats` times (dense-mask once); the last (warm: cuDNN plans built) is reported.
+Each variant runs `repeats` times (dense-by-chunk once); the last (warm: cuDNN plans built) is reported.
 Times: prefill wall time (CUDA-synced); attention = CUDA events around every attention call
 (prefill_e2e_timing); linear = prefill - attention (projections, MLP, norms, RoPE, KV writes).
 """
@@ -59,7 +61,7 @@ class E2EConfig:
     size: str = "7b"
     full_vision: bool = True
     repeats: int = 2
-    before: bool = True                 # also time the masked dense path (the old one) at the first length
+    before: bool = True                 # also time the dense path chunk by chunk (the order before the rounds)
     frame_side: int = 32                # patches per frame side (448 px)
     block_size: int = 64
     window: int = 512                   # SparseParams.window (local window kept by every row)
@@ -97,11 +99,10 @@ def workload_densities(path: Path = KERNEL_RESULTS) -> dict[str, float]:
 
 def variants(cfg: E2EConfig, n: int, first: bool, workload: dict[str, float]) -> list[dict]:
     """The variants timed at length n: name, dense backend override, forced density, why."""
-    # the old masked path: once, at the first length only (it is the "before" number and the slowest:
-    # with GQA and a mask SDPA may take its math kernel, whose memory grows with the length)
-    out = [{"name": "dense-mask", "backend": "mask", "density": None, "why": "before: masked dense",
-            "repeats": 1}] if cfg.before and first else []
-    out.append({"name": "dense", "backend": None, "density": None, "why": "baseline: the engine's dense path"})
+    out = [{"name": "dense", "backend": None, "density": None, "why": "baseline: the engine's dense path"}]
+    if cfg.before:   # after `dense`, so that it runs warm (cuDNN plans built)
+        out.append({"name": "dense-by-chunk", "backend": None, "density": None, "round_tokens": cfg.chunk_size,
+                    "why": "before: chunk by chunk", "repeats": 1})
     forced = {}
     if n in TARGETS:
         forced[TARGETS[n][0]] = "issue target"
@@ -140,7 +141,7 @@ def run_variant(engine: Engine, clock: AttentionClock, prefix, variant: dict, cf
         _sync(device)
         start = time.perf_counter()
         try:
-            cache = prefill(engine, prefix, plan, cfg.chunk_size)
+            cache = prefill(engine, prefix, plan, cfg.chunk_size, variant.get("round_tokens"))
             _sync(device)
         finally:
             set_offset_backend(None)

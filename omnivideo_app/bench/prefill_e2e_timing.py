@@ -21,6 +21,7 @@ import torch
 
 from engine.attention import ATTN_NAME, omnivideo_attention
 from engine.kv_cache import OmniCache
+from engine.prefix_prefill import plan_rounds, prefill_round
 from omnivideo_app.bench.decode_model import set_text_attention
 
 TIMED_ATTN = "omnivideo_timed"
@@ -135,15 +136,16 @@ def embed_prefix(engine, video: SyntheticVideo, video_embeds: torch.Tensor) -> P
 
 
 @torch.inference_mode()
-def prefill(engine, prefix: Prefix, plan, chunk_size: int) -> OmniCache:
-    """The engine's chunked prefill of the prefix into a fresh cache (Engine.ingest, after vision)."""
+def prefill(engine, prefix: Prefix, plan, chunk_size: int, round_tokens: int | None = None) -> OmniCache:
+    """The engine's prefill of the prefix into a fresh cache (Engine.ingest after vision): chunks of
+    `chunk_size` in layer-major rounds of `round_tokens` (default: the engine's config)."""
     n = prefix.embeds.shape[1]
     cache = OmniCache(engine.num_layers)
     cache.reserve(n)
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        engine.lm(inputs_embeds=prefix.embeds[:, start:stop], position_ids=prefix.positions[:, :, start:stop],
-                  past_key_values=cache, use_cache=True, omni_plan=plan)
+    rounds = round_tokens if round_tokens is not None else engine.config.prefill_round_tokens
+    for chunks in plan_rounds(n, chunk_size, rounds):
+        prefill_round(engine, [prefix.embeds[:, a:b] for a, b in chunks],
+                      [prefix.positions[:, :, a:b] for a, b in chunks], cache, plan)
     return cache
 
 

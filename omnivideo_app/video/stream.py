@@ -190,6 +190,17 @@ class FrameStream:
             report(self.progress, decoded, self.count, "decode")
             yield normalize_patches(patches.to(self.device, non_blocking=True))
 
+    def groups_ready(self) -> int:
+        """Frame groups decoded and waiting, in order, that iterating would yield now without blocking (the
+        ingest pipeline sizes its prefill rounds by it, engine/ingest_pipeline.py)."""
+        with self._cond:
+            task = self._consumed
+            while task in self._done:
+                task += 1
+            tps = self._patch["temporal_patch_size"]
+            first, stop = (min(self.count, t * self.segment_frames) for t in (self._consumed, task))
+            return -(-stop // tps) - -(-first // tps)
+
     @property
     def timestamps_s(self) -> list[float]:
         assert all(s is not None for s in self._stamps), "the stream has not been read to its end"

@@ -57,7 +57,7 @@ def test_small_run_writes_json_report_and_plot(tmp_path):
     assert (tmp_path / "e2e.png").read_bytes()[:4] == b"\x89PNG"
     (entry,) = result["lengths"]
     names = [v["name"] for v in entry["variants"]]
-    assert names == ["dense-mask", "dense", "sparse gamma 0.9"]
+    assert names == ["dense", "dense-by-chunk", "sparse gamma 0.9"]
     for v in entry["variants"]:
         assert 0 < v["attention_s"] < v["prefill_s"] and v["attention_calls"] == 2 * 3   # layers x chunks
     sparse = entry["variants"][-1]["sparse"]
@@ -67,8 +67,8 @@ def test_small_run_writes_json_report_and_plot(tmp_path):
 def test_variants_and_targets():
     cfg = E2EConfig()
     names = [v["name"] for v in variants(cfg, 32768, True, {"workload oracle": 0.46})]
-    assert names == ["dense-mask", "dense", "sparse@25%", "sparse@46%"]
-    assert [v["name"] for v in variants(cfg, 65536, False, {"workload oracle": 0.46})] == ["dense", "sparse@15%"]
+    assert names == ["dense", "dense-by-chunk", "sparse@25%", "sparse@46%"]
+    assert [v["name"] for v in variants(cfg, 65536, False, {"workload oracle": 0.46})] == ["dense", "dense-by-chunk", "sparse@15%"]
     dense = {"name": "dense", "prefill_s": 3.0, "attention_s": 1.0, "linear_s": 2.0}
     sparse = {"name": "sparse@25%", "prefill_s": 2.5, "attention_s": 0.5, "linear_s": 2.0,
               "sparse": {"mean_density": 0.25}}

@@ -3,6 +3,8 @@
 Same frames, same prefix KV to the bit, same greedy answer, on real clips; cancellation between chunks,
 progress per stage and the decoders' bounded look-ahead.
 """
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -126,3 +128,55 @@ def test_readers_stay_within_the_look_ahead_bound(tiny):
         for _ in s:
             assert len(s._done) <= s.max_ahead
         assert s.timestamps_s == [float(i) for i in range(24)]
+
+
+def test_groups_ready_counts_what_iterating_yields_without_waiting(tiny):
+    frames = np.zeros((20, 56, 56, 3), np.uint8)       # 10 groups of 2 frames; segments of 4 groups
+    with array_stream(frames, [float(i) for i in range(20)], vision=tiny.vision_config, device=torch.device("cpu"),
+                      config=StreamConfig(segment_groups=4, workers=1, max_ahead=8)) as s:
+        deadline = time.monotonic() + 30
+        while s.groups_ready() < 10 and time.monotonic() < deadline:   # the reader decodes ahead
+            time.sleep(0.01)
+        assert s.groups_ready() == 10
+        it = iter(s)
+        assert next(it).shape[0] == 4 * 16 and s.groups_ready() == 6   # 16 patches per group (56 px)
+        next(it)
+        next(it)
+        assert s.groups_ready() == 0
+
+
+def test_rounds_cover_only_decoded_frames(tiny):
+    """Ready inputs: one round for the whole prefix. A source that has decoded nothing ahead: one chunk per round,
+    so the prefill of early chunks overlaps decoding (the timeline has one prefill span per round)."""
+    frames = np.zeros((64, 56, 56, 3), np.uint8)        # 32 groups x 16 patches / 4 = 128 visual tokens
+    chat = ChatFormat(tiny.tokenizer)
+    engine = Engine(tiny, EngineConfig(chunk_size=64, vision_chunk_groups=1, prefill_round_tokens=1 << 20))
+
+    class Starved:   # wraps a stream and reports nothing ready ahead: a decode-bound source
+        def __init__(self, stream):
+            self.stream, self.grid_thw = stream, stream.grid_thw
+
+        def second_per_grid_t(self):
+            return self.stream.second_per_grid_t()
+
+        def groups_ready(self):
+            return 0
+
+        def __iter__(self):
+            return iter(self.stream)
+
+    rounds = {}
+    for name, wrap in (("ready", lambda s: s), ("starved", Starved)):
+        timeline = StageTimeline(engine.device)
+        with array_stream(frames, [float(i) for i in range(64)], vision=tiny.vision_config, device=engine.device,
+                          config=StreamConfig(segment_groups=1, workers=1, max_ahead=64)) as s:
+            deadline = time.monotonic() + 30
+            while s.groups_ready() < 32 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            prefix = chat.prefix_ids(s.num_visual_tokens)
+            conv = engine.ingest_stream(prefix, wrap(s), timeline=timeline)
+        rounds[name] = [span for span in timeline.finish() if span["stage"] == "prefill"]
+        rounds[name + "_kv"] = conv.cache.layer_kv(1)[0].clone()
+    chunks = -(-len(prefix) // 64)
+    assert chunks >= 2 and len(rounds["ready"]) == 1 and len(rounds["starved"]) == chunks
+    assert torch.allclose(rounds["ready_kv"], rounds["starved_kv"], atol=1e-6)
