@@ -200,7 +200,7 @@ class App:
         engine = self.engine
         timeline = StageTimeline(engine.device)
         with open_video_stream(path, self.sampling_config(), vision=self.loaded.vision_config, device=engine.device,
-                               config=StreamConfig(segment_groups=engine.config.vision_chunk_groups),
+                               config=StreamConfig(),   # small reader segments pipeline best (StreamConfig)
                                progress=progress, cancel=cancel, timeline=timeline) as stream:
             prefix_ids = chat.prefix_ids(stream.num_visual_tokens)
             conv = engine.ingest_stream(prefix_ids, stream, progress=progress, cancel=cancel, timeline=timeline)

@@ -75,7 +75,7 @@ def run_e2e(engine, path: Path, sampling: SamplingConfig, question: list[int], p
     timeline = StageTimeline(device)
     t0 = time.perf_counter()
     if pipelined:
-        cfg = StreamConfig(segment_groups=engine.config.vision_chunk_groups, workers=workers)
+        cfg = StreamConfig(workers=workers)   # the app's segments (StreamConfig's default)
         with open_video_stream(path, sampling, vision=vis, device=device, config=cfg, timeline=timeline) as s:
             conv = engine.ingest_stream(prefix_ids(engine, s.num_visual_tokens), s, timeline=timeline)
         frames, tokens, size = s.count, s.num_visual_tokens, (s.plan.resized_height, s.plan.resized_width)
