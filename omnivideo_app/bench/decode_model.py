@@ -14,6 +14,7 @@ import torch
 
 from engine.attention import ATTN_NAME, register_attention
 from engine.loading import LoadedModel
+from engine.text_norm import fuse_text_norms, unfuse_text_norms
 
 # Qwen2.5-VL-7B-Instruct's public config.json: text shapes and special token ids.
 QWEN25_VL_7B_TEXT = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
@@ -40,6 +41,11 @@ def set_text_attention(model, text_impl: str) -> None:
     if lm.config._attn_implementation != text_impl:
         lm.config._attn_implementation = text_impl
     assert lm.layers[0].self_attn.config._attn_implementation == text_impl
+    # ours also gets one kernel per RMSNorm (exact); transformers' baseline its own norms
+    if text_impl == ATTN_NAME:
+        fuse_text_norms(model)
+    else:
+        unfuse_text_norms(model)
 
 
 def quantize_nf4(module: torch.nn.Module, compute_dtype: torch.dtype, device: torch.device) -> None:
