@@ -1,48 +1,14 @@
 """The vision tower through our attention hook equals transformers' own (sdpa), one call per layer."""
-from contextlib import contextmanager
-
 import pytest
 import torch
 
 import engine.vision_attention as va
-from conftest import DEVICE, assert_close
+from conftest import assert_close
+from vision_testkit import GRIDS, pixels_for, tower_out, vision_impl
 from engine.engine import Engine
 from engine.vision_attention import VISION_ATTN_NAME, set_vision_attention, vision_attention_of
 from omnivideo_app.errors import ConfigError
 
-PATCH_DIM = 3 * 2 * 14 * 14        # channels x temporal patch x patch x patch
-# grid_thw in patches (t, h, w): one exact 8x8-patch window; odd frame counts; non-square frames;
-# sizes whose 8x8 windows are cut at the right / bottom edges; two videos in one call.
-GRIDS = {
-    "one_window": [[1, 8, 8]],
-    "t3_cut_edges": [[3, 10, 14]],
-    "t1_wide_cut": [[1, 6, 22]],
-    "t2_tall": [[2, 20, 12]],
-    "two_videos": [[1, 4, 6], [3, 10, 8]],
-}
-
-
-@contextmanager
-def vision_impl(model, impl: str, backend: str = "auto"):
-    """Run with `impl` (and our backend) and restore the session model's defaults afterwards."""
-    set_vision_attention(model, impl)
-    va.set_vision_backend(backend)
-    try:
-        yield
-    finally:
-        va.set_vision_backend("auto")
-        set_vision_attention(model, VISION_ATTN_NAME)
-
-
-def _pixels(grid: list[list[int]], device, dtype, seed: int = 0):
-    n = sum(t * h * w for t, h, w in grid)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.randn(n, PATCH_DIM, generator=gen).to(device, dtype), torch.tensor(grid, device=device)
-
-
-def _tower(model, pixels, grid) -> torch.Tensor:
-    with torch.inference_mode():
-        return torch.cat(model.model.get_video_features(pixels, grid).pooler_output, dim=0)
 
 
 def test_load_model_uses_ours_and_leaves_text_attention(tiny):
@@ -64,11 +30,11 @@ def test_unknown_implementation_is_a_config_error(tiny):
 @pytest.mark.parametrize("grid", GRIDS, ids=str)
 def test_tower_equals_sdpa(tiny, grid, backend):
     model = tiny.model
-    pixels, grid_thw = _pixels(GRIDS[grid], tiny.device, tiny.dtype)
+    pixels, grid_thw = pixels_for(GRIDS[grid], tiny.device, tiny.dtype)
     with vision_impl(model, "sdpa"):
-        expected = _tower(model, pixels, grid_thw)
+        expected = tower_out(model, pixels, grid_thw)
     with vision_impl(model, VISION_ATTN_NAME, backend):
-        actual = _tower(model, pixels, grid_thw)
+        actual = tower_out(model, pixels, grid_thw)
     assert_close(grid, actual, expected, rel_rms=1e-5, atol=1e-4)
 
 
@@ -105,16 +71,16 @@ def test_one_call_per_block(tiny, monkeypatch):
         return real(q, k, v, cu_seqlens, scale)
 
     monkeypatch.setattr(va, "varlen_attention_reference", counting)
-    pixels, grid_thw = _pixels(GRIDS["t3_cut_edges"], tiny.device, tiny.dtype)
+    pixels, grid_thw = pixels_for(GRIDS["t3_cut_edges"], tiny.device, tiny.dtype)
     with vision_impl(tiny.model, VISION_ATTN_NAME, "reference"):
-        _tower(tiny.model, pixels, grid_thw)
+        tower_out(tiny.model, pixels, grid_thw)
     # 3 frame groups of 5 x 7 merged units: windows of 4 x 4 units cut to 2 x 2 per frame -> 4 x 3 = 12
     assert calls == [12, 3]
 
 
 def test_engine_encode_video_equals_sdpa(tiny):
     engine = Engine(tiny)
-    pixels, grid_thw = _pixels(GRIDS["t3_cut_edges"], "cpu", torch.float32, seed=1)
+    pixels, grid_thw = pixels_for(GRIDS["t3_cut_edges"], "cpu", torch.float32, seed=1)
     with vision_impl(tiny.model, "sdpa"):
         expected = engine.encode_video(pixels, grid_thw)
     actual = engine.encode_video(pixels, grid_thw)
@@ -133,25 +99,4 @@ def test_random_model_switches_both_ways():
     assert vision_attention_of(loaded.model) == "sdpa"
     assert loaded.model.config.text_config._attn_implementation == "omnivideo"
 
-
-@pytest.fixture(scope="module")
-def random_7b_tower():
-    from omnivideo_app.bench.decode_model import random_model
-
-    loaded = random_model("7b", torch.device("cuda"), quant="none", full_vision=True)
-    yield loaded
-    del loaded
-    torch.cuda.empty_cache()
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("grid", [[[2, 32, 32]], [[4, 24, 42]]], ids=["448x448", "336x588_t4"])
-def test_random_7b_tower_bf16_equals_sdpa(random_7b_tower, grid):
-    """The 32-block tower (head dim 80) in bf16: ours within bf16 rounding of transformers' sdpa."""
-    model = random_7b_tower.model
-    pixels, grid_thw = _pixels(grid, DEVICE, torch.bfloat16)
-    with vision_impl(model, "sdpa"):
-        expected = _tower(model, pixels, grid_thw)
-    with vision_impl(model, VISION_ATTN_NAME):
-        actual = _tower(model, pixels, grid_thw)
-    assert_close(str(grid), actual.float(), expected.float(), rel_rms=3e-2)
+# The random 7B tower in bf16 against sdpa: tests/engine/test_vision_block.py (ours is the fused block now).

@@ -1,7 +1,5 @@
 """The fused vision block (engine/vision_block.py): the tower equals transformers' own, the fused forward
 really runs (and only for ours), gate/up share one weight, and unsupported blocks keep transformers' forward."""
-from contextlib import contextmanager
-
 import pytest
 import torch
 from torch import nn
@@ -11,43 +9,11 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTra
 import engine.vision_attention as va
 import engine.vision_block as vb
 from conftest import DEVICE, assert_close
+from vision_testkit import GRIDS, pixels_for, tower_out, vision_impl
 from engine.vision_attention import VISION_ATTN_NAME, set_vision_attention
 from engine.vision_mlp import pad_vision_mlp
 
-PATCH_DIM = 3 * 2 * 14 * 14        # channels x temporal patch x patch x patch
-# grid_thw in patches (t, h, w): one exact window, odd t with edge windows cut, wide and tall frames,
-# two videos in one call
-GRIDS = {
-    "one_window": [[1, 8, 8]],
-    "t3_cut_edges": [[3, 10, 14]],
-    "t1_wide": [[1, 6, 22]],
-    "t2_tall": [[2, 20, 12]],
-    "two_videos": [[1, 4, 6], [3, 10, 8]],
-}
 OPS = ("rms_norm", "add_rms_norm", "rotary_qk", "silu_mul")
-
-
-@contextmanager
-def vision_impl(model, impl: str, backend: str = "auto"):
-    """Run with `impl` (and our backend) and restore the session model's defaults afterwards."""
-    set_vision_attention(model, impl)
-    va.set_vision_backend(backend)
-    try:
-        yield
-    finally:
-        va.set_vision_backend("auto")
-        set_vision_attention(model, VISION_ATTN_NAME)
-
-
-def _pixels(grid: list[list[int]], device, dtype, seed: int = 0):
-    n = sum(t * h * w for t, h, w in grid)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.randn(n, PATCH_DIM, generator=gen).to(device, dtype), torch.tensor(grid, device=device)
-
-
-def _tower(model, pixels, grid) -> torch.Tensor:
-    with torch.inference_mode():
-        return torch.cat(model.model.get_video_features(pixels, grid).pooler_output, dim=0)
 
 
 def _count_ops(monkeypatch, backend: str) -> dict[str, int]:
@@ -83,12 +49,12 @@ def test_ours_is_fused_and_sdpa_is_not(tiny):
 @pytest.mark.parametrize("grid", GRIDS, ids=str)
 def test_tower_equals_sdpa(tiny, grid, backend, monkeypatch):
     model = tiny.model
-    pixels, grid_thw = _pixels(GRIDS[grid], tiny.device, tiny.dtype)
+    pixels, grid_thw = pixels_for(GRIDS[grid], tiny.device, tiny.dtype)
     with vision_impl(model, "sdpa"):
-        expected = _tower(model, pixels, grid_thw)
+        expected = tower_out(model, pixels, grid_thw)
     calls = _count_ops(monkeypatch, backend)
     with vision_impl(model, VISION_ATTN_NAME, backend):
-        actual = _tower(model, pixels, grid_thw)
+        actual = tower_out(model, pixels, grid_thw)
     depth = len(model.model.visual.blocks)
     assert calls == dict.fromkeys(OPS, depth), calls              # every block ran fused, once
     assert_close(grid, actual, expected, rel_rms=1e-5, atol=1e-4)
@@ -97,9 +63,9 @@ def test_tower_equals_sdpa(tiny, grid, backend, monkeypatch):
 def test_sdpa_runs_transformers_forward(tiny, monkeypatch):
     """After set_vision_attention(model, "sdpa") none of our ops runs, on either backend."""
     calls = {backend: _count_ops(monkeypatch, backend) for backend in ("reference", "triton")}
-    pixels, grid_thw = _pixels(GRIDS["t3_cut_edges"], tiny.device, tiny.dtype)
+    pixels, grid_thw = pixels_for(GRIDS["t3_cut_edges"], tiny.device, tiny.dtype)
     with vision_impl(tiny.model, "sdpa"):
-        _tower(tiny.model, pixels, grid_thw)
+        tower_out(tiny.model, pixels, grid_thw)
     assert all(n == 0 for c in calls.values() for n in c.values()), calls
 
 
@@ -153,7 +119,7 @@ def _block_inputs(tower, n: int = 40, seed: int = 1):
 def test_sensitive_tower_equals_transformers(grid, backend, monkeypatch):
     """The small tower with large weights, padded and fused as ours is, against its own forward."""
     tower = _small_tower()
-    pixels, grid_thw = _pixels(GRIDS[grid], DEVICE, torch.float32)
+    pixels, grid_thw = pixels_for(GRIDS[grid], DEVICE, torch.float32)
     with torch.inference_mode():
         expected = tower(pixels, grid_thw=grid_thw).pooler_output
         pad_vision_mlp(tower)
@@ -247,12 +213,12 @@ def test_random_7b_tower_bf16_fused_equals_sdpa(random_7b_tower, grid, monkeypat
     """The 32-block tower (head dim 80, MLP padded to 3456) in bf16, fused blocks through the Triton
     kernels: within bf16 rounding of transformers' sdpa."""
     model = random_7b_tower.model
-    pixels, grid_thw = _pixels(grid, DEVICE, torch.bfloat16)
+    pixels, grid_thw = pixels_for(grid, DEVICE, torch.bfloat16)
     with vision_impl(model, "sdpa"):
-        expected = _tower(model, pixels, grid_thw)
+        expected = tower_out(model, pixels, grid_thw)
     calls = _count_ops(monkeypatch, "triton")
     with vision_impl(model, VISION_ATTN_NAME):
         assert all(vb.is_fused(b) for b in model.model.visual.blocks)
-        actual = _tower(model, pixels, grid_thw)
+        actual = tower_out(model, pixels, grid_thw)
     assert calls == dict.fromkeys(OPS, 32), calls
     assert_close(str(grid), actual.float(), expected.float(), rel_rms=3e-2)
