@@ -110,6 +110,13 @@ def checkpoint_revision(model) -> str:
     return "sha256:" + h.hexdigest()[:16]
 
 
+# Modules bitsandbytes must leave in 16 bits: the vision tower (quantizing it costs accuracy and saves little;
+# our fused blocks need plain nn.Linear layers) and lm_head. transformers 5.x matches these patterns from the
+# START of the full module name ("model.visual.blocks.0..."), so the bare "visual" that 4.x needed matches
+# nothing there: on 5.17 the tiny model's tower came out quantized (H100 probe, scripts/gpu/load_probe.py).
+NF4_SKIP_MODULES = ["model.visual", "visual", "lm_head"]
+
+
 def _quantization_config(quant: str, device: torch.device):
     if quant == "none" or (quant == "auto" and device.type != "cuda"):
         return None, "none"
@@ -117,10 +124,8 @@ def _quantization_config(quant: str, device: torch.device):
         raise DeviceError("--quant nf4 needs a CUDA GPU: bitsandbytes NF4 on the CPU is a correctness path only")
     from transformers import BitsAndBytesConfig
 
-    # The vision tower stays bf16 (quantizing it costs accuracy and saves little); lm_head is kept
-    # 16-bit by transformers anyway.
     cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=["visual", "lm_head"])
+                             bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=list(NF4_SKIP_MODULES))
     return cfg, "nf4"
 
 

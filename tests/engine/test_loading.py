@@ -49,3 +49,17 @@ def test_hub_id_without_network_fails_cleanly(tmp_path, monkeypatch):
 def test_cuda_request_without_gpu_is_a_device_error():
     with pytest.raises(DeviceError):
         resolve_device("cuda")
+
+
+def test_nf4_skips_the_vision_tower_and_lm_head_but_quantizes_the_decoder(tiny):
+    """transformers' own matcher over the real module names: the tower and lm_head stay 16-bit."""
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    from engine.loading import NF4_SKIP_MODULES
+
+    names = [n for n, m in tiny.model.named_modules() if isinstance(m, torch.nn.Linear)]
+    visual = [n for n in names if ".visual." in f".{n}"]
+    decoder = [n for n in names if ".layers." in n and "visual" not in n]
+    assert visual and decoder and "lm_head" in names
+    assert not any(should_convert_module(n, NF4_SKIP_MODULES) for n in visual + ["lm_head"])
+    assert all(should_convert_module(n, NF4_SKIP_MODULES) for n in decoder)
