@@ -64,11 +64,11 @@ def dense_weights(layer: torch.nn.Module, enabled: bool = True):
     """Within the block, every NF4 `Linear4bit` of `layer` multiplies by its weight dequantized once (bf16),
     exactly what bitsandbytes computes for a multi-row input. Instance `forward`s already set (e.g. the NF4
     GEMV routing of engine/nf4_linear.py) are put back afterwards. No-op for layers without NF4 weights."""
-    import bitsandbytes.functional as bnbf
-
     modules = _nf4_linears(layer) if enabled else []
     saved = []
     try:
+        if modules:   # only then is bitsandbytes installed (a model without NF4 layers needs none)
+            import bitsandbytes.functional as bnbf
         for m in modules:
             state = m.weight.quant_state
             dtype = m.compute_dtype or state.dtype

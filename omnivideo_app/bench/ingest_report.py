@@ -3,8 +3,9 @@
 The plots need matplotlib; without it the JSON and report are still written
 (`python -m omnivideo_app.bench.ingest --from-json ingest.json --out DIR` re-renders later).
 """
-import json
 from pathlib import Path
+
+from omnivideo_app.bench.runner import write_outputs
 
 STAGES = ("preprocess", "vision", "prefill", "first_token")
 COLORS = {"decode": "tab:gray", "preprocess": "tab:olive", "vision": "tab:blue", "prefill": "tab:orange",
@@ -12,15 +13,12 @@ COLORS = {"decode": "tab:gray", "preprocess": "tab:olive", "vision": "tab:blue",
 
 
 def write_report(result: dict, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "ingest.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out_dir / "report.md").write_text(report_markdown(result))
-    try:
+    def plots():
         plot_stages(result, out_dir / "ingest.png")
         if any("timeline" in e for e in result.get("e2e", [])):
             plot_timeline(result, out_dir / "ingest_timeline.png")
-    except ImportError as e:  # the GPU box may have no matplotlib: re-render from the JSON
-        print(f"no plot written ({e})")
+
+    write_outputs(result, out_dir, "ingest.json", report_markdown(result), plots)
 
 
 def _gb(x) -> str:

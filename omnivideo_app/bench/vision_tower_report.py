@@ -5,27 +5,13 @@ The plot needs matplotlib; without it the JSON and report are still written (and
 
     write_report(result, Path("docs/benchmarks/vision"))
 """
-import json
 from pathlib import Path
+
+from omnivideo_app.bench.runner import format_bytes as _gb, write_outputs
 
 
 def write_report(result: dict, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "vision.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out_dir / "report.md").write_text(report_markdown(result))
-    try:
-        plot(result, out_dir / "vision.png")
-    except ImportError as e:  # the GPU box may have no matplotlib: re-render from the JSON
-        print(f"no plot written ({e})")
-
-
-def _gb(x: int | None) -> str:
-    if x is None:
-        return "-"
-    for unit, shift in (("GiB", 30), ("MiB", 20)):
-        if x >= 1 << shift:
-            return f"{x / 2 ** shift:.2f} {unit}"
-    return f"{x / 1024:.1f} KiB"
+    write_outputs(result, out_dir, "vision.json", report_markdown(result), lambda: plot(result, out_dir / "vision.png"))
 
 
 def _breakdown_lines(b: dict | None) -> list[str]:
