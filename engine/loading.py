@@ -158,7 +158,7 @@ def load_model(options: LoadOptions) -> LoadedModel:
     set_vision_attention(model, VISION_ATTN_NAME)
     fuse_text_norms(model)    # one kernel per RMSNorm (engine/text_norm.py; exact)
     if quant_name == "nf4":
-        route_nf4_linears(model)  # decode-time NF4 GEMV when OMNIVIDEO_NF4_GEMV=1
+        route_nf4_linears(model)  # decode-time NF4 GEMV (OMNIVIDEO_NF4_GEMV=0 turns it off)
     loaded = LoadedModel(model=model, tokenizer=tokenizer, model_id=options.model,
                          revision=checkpoint_revision(model), device=device, dtype=dtype,
                          quantization=quant_name)

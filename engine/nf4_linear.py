@@ -8,10 +8,10 @@ go to `nf4_gemv` over the module's own packed weight and quantization state; any
 inputs that need gradients, a layout we do not read) calls bitsandbytes' forward unchanged. The routed forward
 allocates only through torch and never syncs, so the decode step's CUDA graph captures it.
 
-`load_model` calls `route_nf4_linears` for every NF4 model, but the routing is OFF by default
-(OMNIVIDEO_NF4_GEMV=1 turns it on): on an H100 this kernel measured 0.5-0.8 TB/s against
-bitsandbytes' 0.7-1.0 TB/s on the 7B's large shapes (docs/decode_engine.md), so it is only faster on
-the narrow 512-row projections. `unroute_nf4_linears(model)` undoes it.
+`load_model` calls `route_nf4_linears` for every NF4 model; OMNIVIDEO_NF4_GEMV=0 turns it off. On an
+H100 the kernel (codes looked up in registers, `kernels/nf4_lut.py`) is faster than bitsandbytes'
+batch-1 kernel on every shape of the 7B at M = 1 and 4: 1.23 vs 1.00 TB/s on the MLP matrices, 1.29x on
+the 512-row projections (docs/decode_engine.md). `unroute_nf4_linears(model)` undoes it.
 
     n = route_nf4_linears(model)         # number of layers routed
     unroute_nf4_linears(model)           # back to bitsandbytes everywhere
@@ -33,8 +33,8 @@ _ROUTED = "_omnivideo_nf4_gemv"  # instance attribute marking a routed module
 
 
 def nf4_gemv_enabled() -> bool:
-    """The default: off unless OMNIVIDEO_NF4_GEMV=1 (see the module docstring for why)."""
-    return os.environ.get(ENV_SWITCH, "0") == "1"
+    """The default: on unless OMNIVIDEO_NF4_GEMV=0."""
+    return os.environ.get(ENV_SWITCH, "1") != "0"
 
 
 def nf4_weight(module) -> NF4Weight | None:
@@ -87,10 +87,10 @@ def _routed_forward(self, x: torch.Tensor) -> torch.Tensor:
 def route_nf4_linears(model: torch.nn.Module, enabled: bool | None = None) -> int:
     """Route every NF4 `Linear4bit` under `model` (idempotent); returns how many are routed.
 
-    enabled: None reads OMNIVIDEO_NF4_GEMV (default off); False routes nothing.
+    enabled: None reads OMNIVIDEO_NF4_GEMV (default on); False routes nothing.
     """
     if not (nf4_gemv_enabled() if enabled is None else enabled):
-        log.info("NF4 GEMV off (%s != 1): bitsandbytes runs every NF4 matmul", ENV_SWITCH)
+        log.info("NF4 GEMV off (%s=0): bitsandbytes runs every NF4 matmul", ENV_SWITCH)
         return 0
     try:
         import bitsandbytes as bnb

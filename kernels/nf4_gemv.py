@@ -6,8 +6,11 @@ The layout (packed nibbles, per-64 absmax, double-quantized absmax) is defined i
 - grid (N tiles, K splits): a program owns BLOCK_N rows and a K range, and walks it BLOCK_K
   elements at a time; a tile is [BLOCK_N, G, HB] bytes (G quant blocks of HB = blocksize / 2 bytes),
   contiguous along HB, so each thread issues 16-byte loads;
-- a byte gives two NF4 indices (high nibble = even k); the 16-entry code table is gathered from
-  global memory (64 bytes, stays in L1);
+- the codes: on CUDA (fp16/bf16 x) the tile is read as 32-bit words and each word's 8 codes come
+  from a table held in registers (`kernels.nf4_lut`, byte permutes, no memory access); otherwise a
+  byte gives two NF4 indices (high nibble = even k) and the 16-entry table is gathered from global
+  memory (64 bytes, stays in L1). The gather costs a load instruction per element and held the
+  first version to 0.5-0.8 TB/s on an H100 (docs/decode_engine.md);
 - per quant block the products with x are summed first and scaled by absmax once (absmax is
   decoded in-kernel from its uint8 index, the dynamic map and the per-256 scale, so no dequantized
   absmax array is ever written);
@@ -26,6 +29,7 @@ import triton
 import triton.language as tl
 
 from kernels._triton_utils import check_device
+from kernels.nf4_lut import lut_words, nf4_lookup
 from kernels.reference.nf4 import NF4Weight
 
 MAX_ROWS = 4
@@ -61,50 +65,41 @@ def _block_sums(Code, b_q, X, o_x, m_x):
 
 
 @triton.jit
-def _nf4_gemv_kernel(
-    X, Packed, Absmax, AbsCode, AbsScale, Offset, Code, Bias, Out, Part,  #
-    N, K, stride_xm, stride_om, K_PER_SPLIT,  #
-    M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCKSIZE: tl.constexpr,  #
-    ABS_BLOCK: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,  #
-):
-    G: tl.constexpr = BLOCK_K // BLOCKSIZE
-    HB: tl.constexpr = BLOCKSIZE // 2
-    i_n, i_k = tl.program_id(0), tl.program_id(1)
-    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
-    m_n = o_n < N
-    o_g = tl.arange(0, G)
-    o_j = tl.arange(0, HB)
-    o_e = tl.arange(0, 2)
-    # int64 row offsets: 18944 x 18944 / 2 bytes would overflow int32 only for much larger N, but it is free
-    p_q = Packed + o_n.to(tl.int64)[:, None, None] * (K // 2) + o_g[None, :, None] * HB + o_j[None, None, :]
-    o_x = o_g[:, None, None] * BLOCKSIZE + o_j[None, :, None] * 2 + o_e[None, None, :]  # [G, HB, 2]
-    b_blk = o_n[:, None] * (K // BLOCKSIZE) + o_g[None, :]  # [BLOCK_N, G] absmax index at k = 0
-    acc0 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
-    acc1 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
-    acc2 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
-    acc3 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
-    k_lo = i_k * K_PER_SPLIT
-    k_hi = tl.minimum(k_lo + K_PER_SPLIT, K)
-    for k0 in range(k_lo, k_hi, BLOCK_K):
-        m_g = (k0 + o_g * BLOCKSIZE) < k_hi  # whole quant blocks: K is a multiple of BLOCKSIZE
-        m_t = m_n[:, None] & m_g[None, :]  # [BLOCK_N, G]
-        b_q = tl.load(p_q + k0 // 2, mask=m_t[:, :, None], other=0)  # [BLOCK_N, G, HB] uint8
-        i_b = b_blk + k0 // BLOCKSIZE
-        if NESTED:  # absmax[b] = code2[q[b]] * absmax2[b // 256] + offset
-            b_a = tl.load(Absmax + i_b, mask=m_t, other=0).to(tl.int32)
-            b_a = tl.load(AbsCode + b_a) * tl.load(AbsScale + i_b // ABS_BLOCK, mask=m_t, other=0.0)
-            b_a = b_a + tl.load(Offset)
-        else:
-            b_a = tl.load(Absmax + i_b, mask=m_t, other=0.0)
-        m_x = m_g[:, None, None]
-        acc0 += _block_sums(Code, b_q, X + k0, o_x, m_x) * b_a
-        if M > 1:
-            acc1 += _block_sums(Code, b_q, X + stride_xm + k0, o_x, m_x) * b_a
-        if M > 2:
-            acc2 += _block_sums(Code, b_q, X + 2 * stride_xm + k0, o_x, m_x) * b_a
-        if M > 3:
-            acc3 += _block_sums(Code, b_q, X + 3 * stride_xm + k0, o_x, m_x) * b_a
-    if SPLIT:  # fp32 partials [splits, M, N]; _split_sum_kernel finishes
+def _word_sums(b_v, X, o_x, m_x):
+    """[BLOCK_N, G] sums over each quant block of v * x; b_v [BLOCK_N, G, WB, 8] codes in element
+    order, x [G, WB, 8] read contiguously (16-byte loads for bf16; a per-element x load would cost
+    as many load instructions as the table gather this path avoids)."""
+    b_x = tl.load(X + o_x, mask=m_x, other=0.0).to(tl.float32)
+    return tl.sum(tl.sum(b_v * b_x[None, :, :, :], axis=3), axis=2)
+
+
+@triton.jit
+def stack8(v0, v1, v2, v3, v4, v5, v6, v7, BLOCK_N: tl.constexpr, G: tl.constexpr, WB: tl.constexpr):
+    """8 tensors [BLOCK_N, G, WB] -> [BLOCK_N, G, WB, 8] with v_e at [..., e]. Each join adds a minor
+    in-register dimension (no data movement): joining over bit 2 of e first, then bit 1, then bit 0
+    leaves the new dims as (bit 2, bit 1, bit 0), i.e. e in row-major order."""
+    even = tl.join(tl.join(v0, v4), tl.join(v2, v6))
+    odd = tl.join(tl.join(v1, v5), tl.join(v3, v7))
+    return tl.reshape(tl.join(even, odd), [BLOCK_N, G, WB, 8])
+
+
+@triton.jit
+def _absmax(Absmax, AbsCode, AbsScale, Offset, i_b, m_t, ABS_BLOCK: tl.constexpr, NESTED: tl.constexpr):
+    """[BLOCK_N, G] float32 scales of the quant blocks i_b (decoded from the nested form if needed)."""
+    if NESTED:  # absmax[b] = code2[q[b]] * absmax2[b // 256] + offset
+        b_a = tl.load(Absmax + i_b, mask=m_t, other=0).to(tl.int32)
+        b_a = tl.load(AbsCode + b_a) * tl.load(AbsScale + i_b // ABS_BLOCK, mask=m_t, other=0.0)
+        return b_a + tl.load(Offset)
+    else:
+        return tl.load(Absmax + i_b, mask=m_t, other=0.0)
+
+
+@triton.jit
+def _store_rows(acc0, acc1, acc2, acc3, Bias, Out, Part, o_n, m_n, i_k, N, stride_om, M: tl.constexpr,
+                HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr):
+    """Row sums of the [BLOCK_N, G] accumulators: fp32 partials [splits, M, N] when K is split
+    (_split_sum_kernel finishes), else + bias, cast and stored."""
+    if SPLIT:
         p_p = Part + (i_k * M) * N + o_n
         tl.store(p_p, tl.sum(acc0, axis=1), mask=m_n)
         if M > 1:
@@ -114,7 +109,7 @@ def _nf4_gemv_kernel(
         if M > 3:
             tl.store(p_p + 3 * N, tl.sum(acc3, axis=1), mask=m_n)
     else:
-        b_bias = tl.zeros([BLOCK_N], dtype=tl.float32)
+        b_bias = tl.zeros([o_n.shape[0]], dtype=tl.float32)
         if HAS_BIAS:
             b_bias = tl.load(Bias + o_n, mask=m_n, other=0.0).to(tl.float32)
         p_o = Out + o_n
@@ -125,6 +120,80 @@ def _nf4_gemv_kernel(
             tl.store(p_o + 2 * stride_om, (tl.sum(acc2, axis=1) + b_bias).to(Out.dtype.element_ty), mask=m_n)
         if M > 3:
             tl.store(p_o + 3 * stride_om, (tl.sum(acc3, axis=1) + b_bias).to(Out.dtype.element_ty), mask=m_n)
+
+
+@triton.jit
+def _nf4_gemv_kernel(
+    X, Packed, Absmax, AbsCode, AbsScale, Offset, Code, Bias, Out, Part,  #
+    N, K, stride_xm, stride_om, K_PER_SPLIT,  #
+    M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCKSIZE: tl.constexpr,  #
+    ABS_BLOCK: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,  #
+    LUT: tl.constexpr,
+):
+    """LUT: Packed is int32 words and the codes come from registers (`kernels.nf4_lut`, GPU only);
+    else Packed is bytes and each nibble's code is gathered from the 16-entry table at Code."""
+    G: tl.constexpr = BLOCK_K // BLOCKSIZE
+    HB: tl.constexpr = BLOCKSIZE // 2  # bytes per quant block
+    WB: tl.constexpr = BLOCKSIZE // 8  # 32-bit words per quant block
+    i_n, i_k = tl.program_id(0), tl.program_id(1)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
+    m_n = o_n < N
+    o_g = tl.arange(0, G)
+    if LUT:
+        t0, t1, t2, t3, t4, t5, t6, t7 = lut_words(Code)
+        o_j = tl.arange(0, WB)
+        p_q = Packed + o_n.to(tl.int64)[:, None, None] * (K // 8) + o_g[None, :, None] * WB + o_j[None, None, :]
+        o_e = tl.arange(0, 8)
+        o_x = o_g[:, None, None] * BLOCKSIZE + o_j[None, :, None] * 8 + o_e[None, None, :]  # [G, WB, 8]
+    else:
+        o_j = tl.arange(0, HB)
+        o_e = tl.arange(0, 2)
+        p_q = Packed + o_n.to(tl.int64)[:, None, None] * (K // 2) + o_g[None, :, None] * HB + o_j[None, None, :]
+        o_x = o_g[:, None, None] * BLOCKSIZE + o_j[None, :, None] * 2 + o_e[None, None, :]  # [G, HB, 2]
+    b_blk = o_n[:, None] * (K // BLOCKSIZE) + o_g[None, :]  # [BLOCK_N, G] absmax index at k = 0
+    acc0 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
+    acc1 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
+    acc2 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
+    acc3 = tl.zeros([BLOCK_N, G], dtype=tl.float32)
+    k_lo = i_k * K_PER_SPLIT
+    k_hi = tl.minimum(k_lo + K_PER_SPLIT, K)
+    if LUT:  # the first step's words and scales; each step then loads the next one's before computing
+        m_t = m_n[:, None] & ((k_lo + o_g * BLOCKSIZE) < k_hi)[None, :]
+        b_w = tl.load(p_q + k_lo // 8, mask=m_t[:, :, None], other=0)  # [BLOCK_N, G, WB] int32
+        b_a = _absmax(Absmax, AbsCode, AbsScale, Offset, b_blk + k_lo // BLOCKSIZE, m_t, ABS_BLOCK, NESTED)
+    for k0 in range(k_lo, k_hi, BLOCK_K):
+        m_g = (k0 + o_g * BLOCKSIZE) < k_hi  # whole quant blocks: K is a multiple of BLOCKSIZE
+        if LUT:
+            # software pipelining by hand: Triton only pipelines loads that feed tl.dot, and one
+            # tile in flight per program leaves DRAM idle during the lookup (latency-bound)
+            k1 = k0 + BLOCK_K
+            m_t1 = m_n[:, None] & ((k1 + o_g * BLOCKSIZE) < k_hi)[None, :]
+            b_w1 = tl.load(p_q + k1 // 8, mask=m_t1[:, :, None], other=0)
+            b_a1 = _absmax(Absmax, AbsCode, AbsScale, Offset, b_blk + k1 // BLOCKSIZE, m_t1, ABS_BLOCK, NESTED)
+            v0, v1, v2, v3, v4, v5, v6, v7 = nf4_lookup(b_w, t0, t1, t2, t3, t4, t5, t6, t7)
+            b_v = stack8(v0, v1, v2, v3, v4, v5, v6, v7, BLOCK_N, G, WB)  # element e of word w at [.., w, e]
+            m_x = m_g[:, None, None]
+            acc0 += _word_sums(b_v, X + k0, o_x, m_x) * b_a
+            if M > 1:
+                acc1 += _word_sums(b_v, X + stride_xm + k0, o_x, m_x) * b_a
+            if M > 2:
+                acc2 += _word_sums(b_v, X + 2 * stride_xm + k0, o_x, m_x) * b_a
+            if M > 3:
+                acc3 += _word_sums(b_v, X + 3 * stride_xm + k0, o_x, m_x) * b_a
+            b_w, b_a = b_w1, b_a1
+        else:
+            m_t = m_n[:, None] & m_g[None, :]  # [BLOCK_N, G]
+            b_a = _absmax(Absmax, AbsCode, AbsScale, Offset, b_blk + k0 // BLOCKSIZE, m_t, ABS_BLOCK, NESTED)
+            b_q = tl.load(p_q + k0 // 2, mask=m_t[:, :, None], other=0)  # [BLOCK_N, G, HB] uint8
+            m_x = m_g[:, None, None]
+            acc0 += _block_sums(Code, b_q, X + k0, o_x, m_x) * b_a
+            if M > 1:
+                acc1 += _block_sums(Code, b_q, X + stride_xm + k0, o_x, m_x) * b_a
+            if M > 2:
+                acc2 += _block_sums(Code, b_q, X + 2 * stride_xm + k0, o_x, m_x) * b_a
+            if M > 3:
+                acc3 += _block_sums(Code, b_q, X + 3 * stride_xm + k0, o_x, m_x) * b_a
+    _store_rows(acc0, acc1, acc2, acc3, Bias, Out, Part, o_n, m_n, i_k, N, stride_om, M, HAS_BIAS, SPLIT)
 
 
 @triton.jit
@@ -157,7 +226,7 @@ def default_plan(m: int, n: int, k: int, blocksize: int, sm_count: int) -> GemvP
     block_n 8-32, block_k 512/1024, 4/8 warps was flat within ~10 %: the kernel is bound by its
     per-element work, not by the tiling (docs/decode_engine.md)."""
     block_k = max(blocksize, min(512, triton.next_power_of_2(k)))
-    block_n = 16
+    block_n = 8
     tiles, steps = triton.cdiv(n, block_n), triton.cdiv(k, block_k)
     split = 1
     while tiles * split < 4 * sm_count and split * 2 <= steps:
@@ -166,7 +235,7 @@ def default_plan(m: int, n: int, k: int, blocksize: int, sm_count: int) -> GemvP
 
 
 def nf4_gemv(x: torch.Tensor, w: NF4Weight, bias: torch.Tensor | None = None,
-             plan: GemvPlan | None = None) -> torch.Tensor:
+             plan: GemvPlan | None = None, lut: bool | None = None) -> torch.Tensor:
     """y = x @ dequant(W)^T (+ bias) for a few rows.
 
     Args:
@@ -174,6 +243,8 @@ def nf4_gemv(x: torch.Tensor, w: NF4Weight, bias: torch.Tensor | None = None,
         w: the NF4 weight, W [N, K]; K must be a multiple of w.blocksize (so a quant block never
            straddles two rows) and of 2.
         bias: [N] or None. plan: tile sizes (default: `default_plan`).
+        lut: look the codes up in registers (`kernels.nf4_lut`: fp16-rounded codes, CUDA only) or
+            gather them from memory (exact fp32 codes). None: registers for fp16/bf16 x on CUDA.
     Returns:
         [M, N] in x's dtype (fp32 accumulation).
     """
@@ -204,13 +275,20 @@ def nf4_gemv(x: torch.Tensor, w: NF4Weight, bias: torch.Tensor | None = None,
     split = triton.cdiv(k, k_per_split)  # no empty splits
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     part = torch.empty(split, m, n, dtype=torch.float32, device=x.device) if split > 1 else out
+    if lut is None:
+        lut = x.device.type == "cuda" and x.dtype != torch.float32
+    assert not lut or x.device.type == "cuda", "the register lookup is PTX: CUDA only"
+    packed = w.packed
+    if lut:  # 8 nibbles per 32-bit word; rows start on words since K is a multiple of the blocksize
+        assert packed.data_ptr() % 4 == 0, "packed weights must be 4-byte aligned"
+        packed = packed.reshape(-1).view(torch.int32)
     nested = w.nested
     _nf4_gemv_kernel[(triton.cdiv(n, plan.block_n), split)](
-        x, w.packed, w.absmax, w.absmax_code if nested else w.absmax, w.absmax_scale if nested else w.absmax,
+        x, packed, w.absmax, w.absmax_code if nested else w.absmax, w.absmax_scale if nested else w.absmax,
         w.offset if nested else w.absmax, w.code, bias if bias is not None else out, out, part,  #
         n, k, x.stride(0), out.stride(0), k_per_split,  #
         M=m, BLOCK_N=plan.block_n, BLOCK_K=plan.block_k, BLOCKSIZE=w.blocksize, ABS_BLOCK=w.absmax_blocksize,
-        NESTED=nested, HAS_BIAS=bias is not None, SPLIT=split > 1, num_warps=plan.num_warps)
+        NESTED=nested, HAS_BIAS=bias is not None, SPLIT=split > 1, LUT=lut, num_warps=plan.num_warps)
     if split > 1:
         block = min(1024, triton.next_power_of_2(n))
         _split_sum_kernel[(m, triton.cdiv(n, block))](part, bias if bias is not None else out, out, n, out.stride(0),

@@ -14,6 +14,7 @@ import torch
 
 from engine.attention import ATTN_NAME, register_attention
 from engine.loading import LoadedModel
+from engine.nf4_linear import route_nf4_linears, unroute_nf4_linears
 from engine.text_norm import fuse_text_norms, unfuse_text_norms
 
 # Qwen2.5-VL-7B-Instruct's public config.json: text shapes and special token ids.
@@ -41,11 +42,14 @@ def set_text_attention(model, text_impl: str) -> None:
     if lm.config._attn_implementation != text_impl:
         lm.config._attn_implementation = text_impl
     assert lm.layers[0].self_attn.config._attn_implementation == text_impl
-    # ours also gets one kernel per RMSNorm (exact); transformers' baseline its own norms
+    # ours also gets one kernel per RMSNorm (exact) and our NF4 GEMV for decode-sized matmuls;
+    # transformers' baseline its own norms and bitsandbytes' matmuls
     if text_impl == ATTN_NAME:
         fuse_text_norms(model)
+        route_nf4_linears(model)
     else:
         unfuse_text_norms(model)
+        unroute_nf4_linears(model)
 
 
 def quantize_nf4(module: torch.nn.Module, compute_dtype: torch.dtype, device: torch.device) -> None:
@@ -91,9 +95,9 @@ def random_model(size: str, device: torch.device, quant: str = "nf4", full_visio
             model = Qwen2_5_VLForConditionalGeneration(config).eval()
     finally:
         torch.set_default_dtype(previous)
-    set_text_attention(model, ATTN_NAME)
     if quant == "nf4":
         quantize_nf4(model.model.language_model.layers, dtype, device)
+    set_text_attention(model, ATTN_NAME)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=f"random-qwen2.5-vl-{size}", revision="random",

@@ -18,7 +18,7 @@ python3 -c "import torch, triton, transformers, bitsandbytes; print('torch', tor
 if want tests; then
 step "tests: kernel (bf16 + fp32/fp16 on the GPU), routing, graph capture"
 # kernel: only the gpu-marked (bf16, the 7B's shapes) ones: the fp32/fp16 cases compile ~40 variants (~80 s)
-timeout 100 python3 -m pytest -q -p no:cacheprovider -m gpu tests/kernels/test_nf4_gemv.py 2>&1 \
+timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/kernels/test_nf4_gemv.py tests/kernels/test_nf4_lut.py 2>&1 \
   | tee "$OUT/nf4_tests.log" | tail -25
 echo "kernel tests rc=${PIPESTATUS[0]}"
 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/engine/test_nf4_linear.py \
@@ -29,7 +29,7 @@ fi
 
 if want bench; then
 step "microbench: GB/s of our GEMV vs bitsandbytes (CUDA graphs, weights cycled past L2)"
-timeout 120 python3 - <<'PY' 2>&1 | tee "$OUT/nf4_bench.log"
+timeout ${BENCH_TIMEOUT:-150} python3 - <<'PY' 2>&1 | tee "$OUT/nf4_bench.log"
 import json, os, itertools, torch, triton, bitsandbytes as bnb
 from engine.nf4_linear import route_nf4_linears, unroute_nf4_linears, nf4_weight
 from kernels.nf4_gemv import GemvPlan, default_plan, nf4_gemv
@@ -78,15 +78,19 @@ for n, k in [(3584, 3584), (512, 3584), (18944, 3584), (3584, 18944)]:
             t_bnb = graph_us(lambda: [m(x) for m in mods]) / copies
             route_nf4_linears(mods, enabled=True)
             t_ours = graph_us(lambda: [m(x) for m in mods]) / copies
+            x2 = x[0]
+            t_gather = graph_us(lambda: [nf4_gemv(x2, w, lut=False) for w in ws]) / copies
         plan = default_plan(m_rows, n, k, 64, sms)
         row = dict(N=n, K=k, M=m_rows, bytes=per, plan=plan.__dict__, bnb_us=round(t_bnb, 2), ours_us=round(t_ours, 2),
-                   bnb_GBps=round(per / t_bnb / 1e3, 1), ours_GBps=round(per / t_ours / 1e3, 1), speedup=round(t_bnb / t_ours, 2))
+                   gather_us=round(t_gather, 2), bnb_GBps=round(per / t_bnb / 1e3, 1),
+                   ours_GBps=round(per / t_ours / 1e3, 1), gather_GBps=round(per / t_gather / 1e3, 1),
+                   speedup=round(t_bnb / t_ours, 2))
         rows.append(row); print(json.dumps(row), flush=True)
     if os.environ.get("SWEEP") == "1":
         x = torch.randn(1, k, dtype=torch.bfloat16, device=dev)
         best = None
-        for bn, bk, sp, nw in itertools.product((8, 16, 32), (512, 1024), (1, 2, 4), (4, 8)):
-            if bk > k or (sp > 1 and n >= 8192):
+        for bn, bk, sp, nw in itertools.product((8, 16, 32), (256, 512, 1024), (1, 2, 4, 8), (4, 8)):
+            if bk > k or (sp > 1 and n >= 8192) or bn * bk // 8 < 32 * nw or bn * bk // 8 > 2048 * nw:
                 continue
             p = GemvPlan(block_n=bn, block_k=bk, split_k=sp, num_warps=nw)
             try:

@@ -41,6 +41,7 @@ def _tiny_nf4():
     """The tiny model (fp32) in NF4; on CPU with bnb's portable path (its AVX512 repack would change the
     layout of only one of the two models compared)."""
     loaded = random_model("tiny", torch.device(DEVICE), quant="nf4")
+    unroute_nf4_linears(loaded.model)  # bitsandbytes' own matmuls: the baseline the tests compare with
     for module in loaded.model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
@@ -63,13 +64,13 @@ def test_routed_layer_runs_our_gemv_for_few_rows_only():
     assert route_nf4_linears(loaded.model, enabled=False) == 0
 
 
-def test_env_switch_turns_routing_on(monkeypatch):
-    loaded = _tiny_nf4()
+def test_routing_is_on_by_default_and_the_env_switch_turns_it_off(monkeypatch):
     monkeypatch.delenv("OMNIVIDEO_NF4_GEMV", raising=False)
-    assert route_nf4_linears(loaded.model) == 0  # off by default: slower than bnb on large shapes
+    loaded = random_model("tiny", torch.device(DEVICE), quant="nf4")
+    assert unroute_nf4_linears(loaded.model) == 14  # random_model routed them: on by default
     monkeypatch.setenv("OMNIVIDEO_NF4_GEMV", "0")
     assert route_nf4_linears(loaded.model) == 0
-    monkeypatch.setenv("OMNIVIDEO_NF4_GEMV", "1")
+    monkeypatch.delenv("OMNIVIDEO_NF4_GEMV", raising=False)
     assert route_nf4_linears(loaded.model) == 14
 
 
@@ -91,7 +92,9 @@ def test_load_model_routes_nf4_and_graph_tokens_equal_bitsandbytes(data_dir, cli
     decode logits are close to bitsandbytes' (fp32 and bf16). Token equality with bnb is checked on
     CPU; here a random tiny model's near-ties could flip an argmax between two correct roundings."""
     monkeypatch.setenv("OMNIVIDEO_NF4_GEMV", "1")
-    for dtype, tol in (("float32", 1e-4), ("bfloat16", 3e-2)):
+    # float32: the routed GEMV reads fp16-rounded codes (2e-4 relative per matmul), bnb bf16-rounded
+    # weights (2.4e-3): measured 1.5e-3 apart in these logits on an H100
+    for dtype, tol in (("float32", 5e-3), ("bfloat16", 3e-2)):
         loaded = load_model(LoadOptions(model="tiny", models_dir=data_dir / "models", dtype=dtype, quant="nf4"))
         assert unroute_nf4_linears(loaded.model) == 14  # load_model routed them
         _, logits_bnb = _answer(loaded, clips[1], SlimDecodeConfig(cuda_graphs=False), n=2)

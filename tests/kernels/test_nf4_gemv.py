@@ -126,3 +126,23 @@ def test_bf16_7b_shapes_match_reference():
         for m in (1, 4):
             x = torch.randn(m, k, device=DEVICE, dtype=torch.bfloat16)
             assert_close(f"{n}x{k} M{m}", nf4_gemv(x, w), nf4_matmul_reference(x, w), rel_rms=1e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", CASES[:4], ids=lambda c: "M{}-N{}-K{}".format(*c[:3]))
+def test_register_lookup_matches_reference_and_gather(case, dtype):
+    """The PTX lookup (fp16-rounded codes) against the reference and against the exact gather path."""
+    m, n, k, nested, blocksize, plan = case
+    w = to_device(quantize(n, k, nested, blocksize, seed=7)[0])
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(8)).to(DEVICE, dtype)
+    ours = nf4_gemv(x, w, plan=plan, lut=True)
+    tol = {torch.float32: 1e-3, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
+    assert_close("lut vs reference", ours, nf4_matmul_reference(x, w), rel_rms=tol)
+    assert_close("lut vs gather", ours, nf4_gemv(x, w, plan=plan, lut=False), rel_rms=tol)
+
+
+def test_register_lookup_is_refused_on_cpu():
+    w = quantize(16, 64)[0]
+    with pytest.raises(AssertionError, match="CUDA only"):
+        nf4_gemv(torch.randn(1, 64), w, lut=True)
