@@ -40,7 +40,7 @@ _SM_COUNT: dict[int, int] = {}
 class GemvPlan:
     """Tile sizes of one launch. block_k: elements of K per step (a power of two, a multiple of the
     quant blocksize); split_k: programs along K (1 = no partials)."""
-    block_n: int = 16
+    block_n: int = 8
     block_k: int = 512
     split_k: int = 1
     num_warps: int = 4
@@ -221,10 +221,10 @@ def _sm_count(device: torch.device) -> int:
 
 
 def default_plan(m: int, n: int, k: int, blocksize: int, sm_count: int) -> GemvPlan:
-    """Tiles for one shape: 16-row tiles; K split in powers of two until there are >= 4 programs
-    per SM (H100 sweep: 512 x 3584 and 3584 x 18944 get 4 splits, 18944 x 3584 none). The sweep over
-    block_n 8-32, block_k 512/1024, 4/8 warps was flat within ~10 %: the kernel is bound by its
-    per-element work, not by the tiling (docs/decode_engine.md)."""
+    """Tiles for one shape: 8-row tiles (the best row count of the H100 sweep over 8-64 for every 7B
+    shape with the register lookup); K split in powers of two until there are >= 4 programs per SM
+    (3584 x 3584 and 3584 x 18944 get 2, 512 x 3584 gets 4, 18944 x 3584 none). The default is within
+    9 % of the best swept plan on each shape (docs/decode_engine.md)."""
     block_k = max(blocksize, min(512, triton.next_power_of_2(k)))
     block_n = 8
     tiles, steps = triton.cdiv(n, block_n), triton.cdiv(k, block_k)

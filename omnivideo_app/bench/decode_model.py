@@ -16,6 +16,7 @@ from engine.attention import ATTN_NAME, register_attention
 from engine.loading import LoadedModel
 from engine.nf4_linear import route_nf4_linears, unroute_nf4_linears
 from engine.text_norm import fuse_text_norms, unfuse_text_norms
+from engine.text_rotary import fuse_text_rotary, unfuse_text_rotary
 
 # Qwen2.5-VL-7B-Instruct's public config.json: text shapes and special token ids.
 QWEN25_VL_7B_TEXT = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
@@ -42,13 +43,16 @@ def set_text_attention(model, text_impl: str) -> None:
     if lm.config._attn_implementation != text_impl:
         lm.config._attn_implementation = text_impl
     assert lm.layers[0].self_attn.config._attn_implementation == text_impl
-    # ours also gets one kernel per RMSNorm (exact) and our NF4 GEMV for decode-sized matmuls;
+    # ours also gets one kernel per RMSNorm (exact), one rotary kernel per layer and our NF4 GEMV for
+    # decode-sized matmuls;
     # transformers' baseline its own norms and bitsandbytes' matmuls
     if text_impl == ATTN_NAME:
         fuse_text_norms(model)
+        fuse_text_rotary(model)
         route_nf4_linears(model)
     else:
         unfuse_text_norms(model)
+        unfuse_text_rotary(model)
         unroute_nf4_linears(model)
 
 

@@ -84,9 +84,9 @@ def test_default_plan_splits_only_narrow_matrices():
     # the 7B's shapes on an H100 (132 SMs)
     assert default_plan(1, 18944, 3584, 64, 132).split_k == 1
     assert default_plan(1, 512, 3584, 64, 132).split_k == 4
-    assert default_plan(1, 3584, 3584, 64, 132).split_k == 4
-    assert default_plan(1, 3584, 18944, 64, 132).split_k == 4
-    assert default_plan(1, 64, 64, 64, 132) == GemvPlan(block_n=16, block_k=64, split_k=1)
+    assert default_plan(1, 3584, 3584, 64, 132).split_k == 2
+    assert default_plan(1, 3584, 18944, 64, 132).split_k == 2
+    assert default_plan(1, 64, 64, 64, 132) == GemvPlan(block_n=8, block_k=64, split_k=1)
 
 
 def test_launcher_rejects_what_it_cannot_compute():
