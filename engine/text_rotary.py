@@ -49,15 +49,14 @@ def _dispatcher(original, multimodal: bool):
     def apply(q, k, cos, sin, *args, **kwargs):
         if not _ACTIVE.get() or q.device.type != "cuda" or torch.is_grad_enabled():
             return original(q, k, cos, sin, *args, **kwargs)
+        rest, options = list(args), dict(kwargs)
+        mrope_section = (rest.pop(0) if rest else options.pop("mrope_section", None)) if multimodal else None
+        unsqueeze_dim = rest[0] if rest else options.get("unsqueeze_dim", 1)
+        tables_ok = cos.dim() == 4 and mrope_section is not None if multimodal else cos.dim() == 3
+        if unsqueeze_dim != 1 or q.dim() != 4 or not tables_ok:  # a call shape we do not fuse
+            return original(q, k, cos, sin, *args, **kwargs)
         if multimodal:
-            mrope_section = kwargs.pop("mrope_section", None) if not args else args[0]
-            args = args[1:]
-            if cos.dim() != 4 or mrope_section is None:
-                return original(q, k, cos, sin, mrope_section, *args, **kwargs)
             cos, sin = _merged(cos, sin, mrope_section)
-        unsqueeze_dim = args[0] if args else kwargs.get("unsqueeze_dim", 1)
-        if unsqueeze_dim != 1 or cos.dim() != 3 or q.dim() != 4:
-            return original(q, k, cos, sin, *([mrope_section] if multimodal else []), *args, **kwargs)
         from kernels.text_rotary import text_rotary  # imported late: Triton is optional on a CPU
 
         return text_rotary(q, k, cos, sin)
