@@ -15,10 +15,10 @@ Our engine's models get it (`load_model`, and `set_text_attention(model, ATTN_NA
     fuse_text_norms(model)     # -> norms fused now
     unfuse_text_norms(model)   # -> norms given back their class forward
 """
-import types
-
 import torch
 from torch import nn
+
+from engine.instance_forward import clear_forward, set_forward
 
 from kernels.reference.rms_norm import rms_norm_reference
 
@@ -50,22 +50,9 @@ def _fused_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
 
 def fuse_text_norms(model) -> int:
     """Route every language-model RMSNorm through `rms_norm` (idempotent); returns how many are fused now."""
-    count = 0
-    for norm in _norms(model):
-        if getattr(norm, _FUSED, False) or "forward" in norm.__dict__:   # ours already, or someone else's hook
-            continue
-        norm.forward = types.MethodType(_fused_forward, norm)
-        setattr(norm, _FUSED, True)
-        count += 1
-    return count
+    return set_forward(_norms(model), _fused_forward, _FUSED)
 
 
 def unfuse_text_norms(model) -> int:
     """Give every fused norm its class forward back; returns how many were fused."""
-    count = 0
-    for norm in _norms(model):
-        if getattr(norm, _FUSED, False):
-            del norm.forward
-            delattr(norm, _FUSED)
-            count += 1
-    return count
+    return clear_forward(_norms(model), _FUSED)

@@ -20,11 +20,11 @@ tensor every layer receives) instead of once per layer. Numbers: fp32 math with 
 """
 import contextvars
 import functools
-import types
-
 import torch
 from torch import nn
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as _hf
+
+from engine.instance_forward import clear_forward, set_forward
 
 _ACTIVE = contextvars.ContextVar("omnivideo_text_rotary", default=False)
 _FUSED = "_omnivideo_text_rotary"  # instance attribute marking a fused attention module
@@ -89,22 +89,9 @@ def _flagged_forward(self, *args, **kwargs):
 def fuse_text_rotary(model) -> int:
     """Route the text attention modules' rotary step to the fused kernel (idempotent); returns how many now."""
     _install()
-    count = 0
-    for attn in _attentions(model):
-        if getattr(attn, _FUSED, False) or "forward" in attn.__dict__:  # ours already, or someone else's hook
-            continue
-        attn.forward = types.MethodType(_flagged_forward, attn)
-        setattr(attn, _FUSED, True)
-        count += 1
-    return count
+    return set_forward(_attentions(model), _flagged_forward, _FUSED)
 
 
 def unfuse_text_rotary(model) -> int:
     """Give every fused attention module its class forward back; returns how many were fused."""
-    count = 0
-    for attn in _attentions(model):
-        if getattr(attn, _FUSED, False):
-            del attn.forward
-            delattr(attn, _FUSED)
-            count += 1
-    return count
+    return clear_forward(_attentions(model), _FUSED)
