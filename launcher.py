@@ -18,7 +18,7 @@ quiet_libraries()
 
 
 def model_options(f):
-    """--model/--fps/--max-frames/--attention and the device knobs, shared by every model command."""
+    """--model/--fps/--max-frames/--attention/--gamma-decode and the device knobs, shared by every model command."""
     options = [
         click.option("--model", default=None, help="Hub id, local checkpoint dir, or 'tiny' (random, offline). "
                      "Default: Qwen/Qwen2.5-VL-7B-Instruct."),
@@ -26,6 +26,9 @@ def model_options(f):
         click.option("--max-frames", type=int, default=None, help="Upper bound on sampled frames (default 768)."),
         click.option("--attention", type=click.Choice(["dense", "balanced", "fast"]), default="dense",
                      show_default=True, help="Prefill attention preset (OmniSparse gamma 0.95 / 0.9)."),
+        click.option("--gamma-decode", type=float, default=1.0, show_default=True,
+                     help="Decode-time KV kept per head: the visual tokens covering this share of the head's "
+                     "attention (1 = all, exact)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
                      show_default=True),
@@ -38,13 +41,14 @@ def model_options(f):
 
 
 def build_config(ctx, model=None, fps=None, max_frames=None, attention="dense", device="auto", dtype="auto",
-                 quant="auto", default_model=None):
+                 quant="auto", default_model=None, gamma_decode=1.0):
     from omnivideo_app.config import AppConfig
     from omnivideo_app.models import DEFAULT_MODEL
 
     kwargs = dict(data_dir=ctx.obj["data_dir"], cache_budget_bytes=ctx.obj["cache_budget_bytes"],
                   model=model or default_model or DEFAULT_MODEL,
-                  attention=attention, device=device, dtype=dtype, quant=quant, max_frames=max_frames)
+                  attention=attention, device=device, dtype=dtype, quant=quant, max_frames=max_frames,
+                  gamma_decode=gamma_decode)
     if fps is not None:
         kwargs["fps"] = fps
     return AppConfig(**kwargs)

@@ -17,6 +17,7 @@ import torch
 from engine.attention import ATTN_NAME, register_attention
 from engine.nf4_linear import route_nf4_linears
 from engine.tiny_model import ensure_tiny_checkpoint
+from engine.text_mlp import fuse_text_mlp
 from engine.text_norm import fuse_text_norms
 from engine.text_rotary import fuse_text_rotary
 from engine.vision_attention import VISION_ATTN_NAME, set_vision_attention
@@ -159,6 +160,7 @@ def load_model(options: LoadOptions) -> LoadedModel:
     set_vision_attention(model, VISION_ATTN_NAME)
     fuse_text_norms(model)    # one kernel per RMSNorm (engine/text_norm.py; exact)
     fuse_text_rotary(model)   # one rotary kernel per layer on CUDA (engine/text_rotary.py)
+    fuse_text_mlp(model)      # SiLU * up in one kernel over the fused gate|up GEMV (engine/text_mlp.py)
     if quant_name == "nf4":
         route_nf4_linears(model)  # decode-time NF4 GEMV (OMNIVIDEO_NF4_GEMV=0 turns it off)
     loaded = LoadedModel(model=model, tokenizer=tokenizer, model_id=options.model,

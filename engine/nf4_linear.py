@@ -4,7 +4,8 @@ A decode step multiplies one token by every weight: it is a read of the NF4 weig
 bitsandbytes' batch-1 kernel reads them at about a third of the memory bandwidth (docs/decode_engine.md).
 `route_nf4_linears(model)` replaces the `forward` of each eligible `Linear4bit` *instance* (the
 modeling files and the class are untouched): inputs with at most 4 rows (decode, short text steps)
-go to `nf4_gemv` over the module's own packed weight and quantization state; anything else (prefill,
+go to `nf4_gemv` over the module's own packed weight and quantization state (q|k|v and gate|up in one
+launch each, `engine.nf4_fusion`); anything else (prefill,
 inputs that need gradients, a layout we do not read) calls bitsandbytes' forward unchanged. The routed forward
 allocates only through torch and never syncs, so the decode step's CUDA graph captures it.
 
@@ -22,6 +23,7 @@ import types
 
 import torch
 
+from engine.nf4_fusion import fuse_nf4_siblings, group_of, unfuse_nf4_siblings
 from kernels._triton_utils import INTERPRET
 from kernels.nf4_gemv import MAX_ROWS, nf4_gemv
 from kernels.reference.nf4 import NF4Weight
@@ -75,12 +77,16 @@ def _routed_forward(self, x: torch.Tensor) -> torch.Tensor:
     if not self.compute_type_is_set:
         self.set_compute_type(x)
         self.compute_type_is_set = True
-    inp_dtype = x.dtype
+    x_in, inp_dtype = x, x.dtype
     if self.compute_dtype is not None:
         x = x.to(self.compute_dtype)
-    bias = None if self.bias is None else self.bias.to(x.dtype)  # same dtype: no copy
     n, k = weight.shape
-    y = nf4_gemv(x.reshape(-1, k).contiguous(), weight, bias)
+    x2 = x.reshape(-1, k).contiguous()
+    group = group_of(self)  # q|k|v or gate|up in one launch (engine.nf4_fusion)
+    y = group.forward(self, x_in, x2) if group is not None else None
+    if y is None:
+        bias = None if self.bias is None else self.bias.to(x.dtype)  # same dtype: no copy
+        y = nf4_gemv(x2, weight, bias)
     return y.reshape(*x.shape[:-1], n).to(inp_dtype)
 
 
@@ -108,11 +114,13 @@ def route_nf4_linears(model: torch.nn.Module, enabled: bool | None = None) -> in
             module.support_avx512bf16_for_cpu = False
         count += 1
     log.info("NF4 GEMV routes %d Linear4bit layers (inputs of <= %d rows)", count, MAX_ROWS)
+    fuse_nf4_siblings(model, nf4_weight)
     return count
 
 
 def unroute_nf4_linears(model: torch.nn.Module) -> int:
     """Give every routed layer back its class forward; returns how many were routed."""
+    unfuse_nf4_siblings(model)
     count = 0
     for module in model.modules():
         if getattr(module, _ROUTED, False):

@@ -199,23 +199,53 @@ def generate_slim(engine, conv, new_ids: list[int], params, stop_ids: list[int])
     conv.stats["slim"] = selector.summary(int(visual.sum()))
     conv.stats["slim"]["select_prefill_s"] = round(time.perf_counter() - t0, 4)
     stops, generated, step = set(stop_ids), [], None
+    token_t = _HostToken(sample_next_token(logits, params, gen))
     for i in range(params.max_new_tokens):
-        token_t = sample_next_token(logits, params, gen)
-        token = int(token_t)
+        last = i == params.max_new_tokens - 1
+        next_t = None
+        if step is not None and not last:
+            # enqueue the next step before reading this token: the device computes token i + 1 while the
+            # host streams token i, so no host round trip sits between two steps. After a stop token that
+            # step is wasted work, nothing else (its tail row is never read; the RNG order is unchanged).
+            next_t = _HostToken(sample_next_token(step(token_t.device, conv.length + i + conv.rope_delta),
+                                                  params, gen))
+        token = token_t.value()
         if i == 0:
             conv.stats["ttft_s"] = time.perf_counter() - t0
         conv.pending = list(generated) if token in stops else generated + [token]
         yield token
-        if token in stops or i == params.max_new_tokens - 1:
+        if token in stops or last:
             return
         generated.append(token)
-        if step is None:
+        if step is None:  # built after the first token is out, so the capture is not in the TTFT
             slim = SlimKV([selector.packed[layer] for layer in range(engine.num_layers)],
                           offloaded=selector.offloaded, tail_capacity=params.max_new_tokens,
                           device=device, dtype=selector.packed[0].k.dtype)
             step = DecodeStep(engine, slim, use_graph=cfg.cuda_graphs)
             conv.stats["slim"].update(graph=step.graph is not None, decode_device_bytes=slim.device_bytes())
-        logits = step(token_t, conv.length + i + conv.rope_delta)
+            next_t = _HostToken(sample_next_token(step(token_t.device, conv.length + i + conv.rope_delta),
+                                                  params, gen))
+        token_t = next_t
+
+
+class _HostToken:
+    """A sampled token (0-d int64 on the device) with its copy to the host started at once, so reading
+    it later waits for the step that produced it and not for steps enqueued after it."""
+
+    def __init__(self, token: torch.Tensor):
+        self.device = token
+        if token.device.type == "cuda":
+            self._host = torch.empty((), dtype=token.dtype, pin_memory=True)
+            self._host.copy_(token, non_blocking=True)
+            self._ready = torch.cuda.Event()
+            self._ready.record()
+        else:
+            self._host, self._ready = token, None
+
+    def value(self) -> int:
+        if self._ready is not None:
+            self._ready.synchronize()
+        return int(self._host)
 
 
 def _chain(first, second):

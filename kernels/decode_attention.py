@@ -18,8 +18,10 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton_utils import check_device, check_last_dim_contiguous, online_softmax_step
+from kernels._triton_utils import INTERPRET, check_device, check_last_dim_contiguous, online_softmax_step
 from kernels.kv_slimming import PackedKV
+from kernels.reference.decode import tail_append_reference
+from kernels.tail_append import tail_append
 
 LOG2_E = 1.4426950408889634
 
@@ -47,15 +49,19 @@ class DecodeTail:
 
         Args:
             k_new, v_new: [Hkv, d] (one token) or [Hkv, t, d].
-        Overflow raises IndexError on CPU and trips a device-side assert on CUDA: the engine sizes
-        the capacity from the maximum number of new tokens.
+        One launch of `kernels.tail_append` on CUDA and under the interpreter, its reference elsewhere.
+        Overflow raises IndexError on CPU (the length is on the host there); on a GPU, where reading it
+        would sync, rows past the capacity are dropped and the length stops there. The engine sizes the
+        capacity from the maximum number of new tokens.
         """
         hkv, _, d = self.k.shape
         k_new, v_new = k_new.reshape(hkv, -1, d), v_new.reshape(hkv, -1, d)
-        rows = self.length.long() + torch.arange(k_new.shape[1], device=self.length.device)  # [t]
-        self.k.index_copy_(1, rows, k_new.to(self.k.dtype))
-        self.v.index_copy_(1, rows, v_new.to(self.v.dtype))
-        self.length.add_(k_new.shape[1])
+        if self.k.device.type == "cpu" and int(self.length) + k_new.shape[1] > self.capacity:
+            raise IndexError(f"decode tail full: {int(self.length)} + {k_new.shape[1]} > {self.capacity} rows")
+        if self.k.device.type == "cuda" or INTERPRET:
+            tail_append(k_new, v_new, self.k, self.v, self.length)
+        else:
+            tail_append_reference(k_new, v_new, self.k, self.v, self.length)
 
     def reset(self) -> None:
         """Forget the generated tokens (next question); buffers keep their addresses."""

@@ -16,7 +16,7 @@ The layout (packed nibbles, per-64 absmax, double-quantized absmax) is defined i
   absmax array is ever written);
 - small N (the 512-row K/V projections) would leave most SMs idle, so K is split; each split
   writes fp32 partials [splits, M, N] and a second small kernel sums them in a fixed order (no
-  atomics: the result is deterministic), adds the bias and casts.
+  atomics: the result is deterministic), adds the bias and casts (`kernels/split_partials.py`).
 No host syncs and only torch-allocated outputs: a CUDA graph can capture it.
 
     w = NF4Weight(...)                       # kernels.reference.nf4
@@ -30,6 +30,7 @@ import triton.language as tl
 
 from kernels._triton_utils import check_device
 from kernels.nf4_lut import lut_words, nf4_lookup
+from kernels.split_partials import _split_sum_kernel, _store_rows
 from kernels.reference.nf4 import NF4Weight
 
 MAX_ROWS = 4
@@ -84,42 +85,18 @@ def stack8(v0, v1, v2, v3, v4, v5, v6, v7, BLOCK_N: tl.constexpr, G: tl.constexp
 
 
 @triton.jit
-def _absmax(Absmax, AbsCode, AbsScale, Offset, i_b, m_t, ABS_BLOCK: tl.constexpr, NESTED: tl.constexpr):
-    """[BLOCK_N, G] float32 scales of the quant blocks i_b (decoded from the nested form if needed)."""
+def _absmax(Absmax, AbsCode, AbsScale, Offset, i_b, m_t, ABS_BLOCK: tl.constexpr, NESTED: tl.constexpr,
+            OFFSETS: tl.constexpr = False):
+    """[BLOCK_N, G] float32 scales of the quant blocks i_b (decoded from the nested form if needed).
+    OFFSETS: one offset per absmax2 block (weights stored back to back) instead of a scalar."""
     if NESTED:  # absmax[b] = code2[q[b]] * absmax2[b // 256] + offset
         b_a = tl.load(Absmax + i_b, mask=m_t, other=0).to(tl.int32)
         b_a = tl.load(AbsCode + b_a) * tl.load(AbsScale + i_b // ABS_BLOCK, mask=m_t, other=0.0)
+        if OFFSETS:
+            return b_a + tl.load(Offset + i_b // ABS_BLOCK, mask=m_t, other=0.0)
         return b_a + tl.load(Offset)
     else:
         return tl.load(Absmax + i_b, mask=m_t, other=0.0)
-
-
-@triton.jit
-def _store_rows(acc0, acc1, acc2, acc3, Bias, Out, Part, o_n, m_n, i_k, N, stride_om, M: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr):
-    """Row sums of the [BLOCK_N, G] accumulators: fp32 partials [splits, M, N] when K is split
-    (_split_sum_kernel finishes), else + bias, cast and stored."""
-    if SPLIT:
-        p_p = Part + (i_k * M) * N + o_n
-        tl.store(p_p, tl.sum(acc0, axis=1), mask=m_n)
-        if M > 1:
-            tl.store(p_p + N, tl.sum(acc1, axis=1), mask=m_n)
-        if M > 2:
-            tl.store(p_p + 2 * N, tl.sum(acc2, axis=1), mask=m_n)
-        if M > 3:
-            tl.store(p_p + 3 * N, tl.sum(acc3, axis=1), mask=m_n)
-    else:
-        b_bias = tl.zeros([o_n.shape[0]], dtype=tl.float32)
-        if HAS_BIAS:
-            b_bias = tl.load(Bias + o_n, mask=m_n, other=0.0).to(tl.float32)
-        p_o = Out + o_n
-        tl.store(p_o, (tl.sum(acc0, axis=1) + b_bias).to(Out.dtype.element_ty), mask=m_n)
-        if M > 1:
-            tl.store(p_o + stride_om, (tl.sum(acc1, axis=1) + b_bias).to(Out.dtype.element_ty), mask=m_n)
-        if M > 2:
-            tl.store(p_o + 2 * stride_om, (tl.sum(acc2, axis=1) + b_bias).to(Out.dtype.element_ty), mask=m_n)
-        if M > 3:
-            tl.store(p_o + 3 * stride_om, (tl.sum(acc3, axis=1) + b_bias).to(Out.dtype.element_ty), mask=m_n)
 
 
 @triton.jit
@@ -128,7 +105,7 @@ def _nf4_gemv_kernel(
     N, K, stride_xm, stride_om, K_PER_SPLIT,  #
     M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCKSIZE: tl.constexpr,  #
     ABS_BLOCK: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,  #
-    LUT: tl.constexpr,
+    LUT: tl.constexpr, OFFSETS: tl.constexpr,
 ):
     """LUT: Packed is int32 words and the codes come from registers (`kernels.nf4_lut`, GPU only);
     else Packed is bytes and each nibble's code is gathered from the 16-entry table at Code."""
@@ -160,7 +137,7 @@ def _nf4_gemv_kernel(
     if LUT:  # the first step's words and scales; each step then loads the next one's before computing
         m_t = m_n[:, None] & ((k_lo + o_g * BLOCKSIZE) < k_hi)[None, :]
         b_w = tl.load(p_q + k_lo // 8, mask=m_t[:, :, None], other=0)  # [BLOCK_N, G, WB] int32
-        b_a = _absmax(Absmax, AbsCode, AbsScale, Offset, b_blk + k_lo // BLOCKSIZE, m_t, ABS_BLOCK, NESTED)
+        b_a = _absmax(Absmax, AbsCode, AbsScale, Offset, b_blk + k_lo // BLOCKSIZE, m_t, ABS_BLOCK, NESTED, OFFSETS)
     for k0 in range(k_lo, k_hi, BLOCK_K):
         m_g = (k0 + o_g * BLOCKSIZE) < k_hi  # whole quant blocks: K is a multiple of BLOCKSIZE
         if LUT:
@@ -169,7 +146,8 @@ def _nf4_gemv_kernel(
             k1 = k0 + BLOCK_K
             m_t1 = m_n[:, None] & ((k1 + o_g * BLOCKSIZE) < k_hi)[None, :]
             b_w1 = tl.load(p_q + k1 // 8, mask=m_t1[:, :, None], other=0)
-            b_a1 = _absmax(Absmax, AbsCode, AbsScale, Offset, b_blk + k1 // BLOCKSIZE, m_t1, ABS_BLOCK, NESTED)
+            b_a1 = _absmax(Absmax, AbsCode, AbsScale, Offset, b_blk + k1 // BLOCKSIZE, m_t1, ABS_BLOCK, NESTED,
+                             OFFSETS)
             v0, v1, v2, v3, v4, v5, v6, v7 = nf4_lookup(b_w, t0, t1, t2, t3, t4, t5, t6, t7)
             b_v = stack8(v0, v1, v2, v3, v4, v5, v6, v7, BLOCK_N, G, WB)  # element e of word w at [.., w, e]
             m_x = m_g[:, None, None]
@@ -183,7 +161,7 @@ def _nf4_gemv_kernel(
             b_w, b_a = b_w1, b_a1
         else:
             m_t = m_n[:, None] & m_g[None, :]  # [BLOCK_N, G]
-            b_a = _absmax(Absmax, AbsCode, AbsScale, Offset, b_blk + k0 // BLOCKSIZE, m_t, ABS_BLOCK, NESTED)
+            b_a = _absmax(Absmax, AbsCode, AbsScale, Offset, b_blk + k0 // BLOCKSIZE, m_t, ABS_BLOCK, NESTED, OFFSETS)
             b_q = tl.load(p_q + k0 // 2, mask=m_t[:, :, None], other=0)  # [BLOCK_N, G, HB] uint8
             m_x = m_g[:, None, None]
             acc0 += _block_sums(Code, b_q, X + k0, o_x, m_x) * b_a
@@ -195,20 +173,6 @@ def _nf4_gemv_kernel(
                 acc3 += _block_sums(Code, b_q, X + 3 * stride_xm + k0, o_x, m_x) * b_a
     _store_rows(acc0, acc1, acc2, acc3, Bias, Out, Part, o_n, m_n, i_k, N, stride_om, M, HAS_BIAS, SPLIT)
 
-
-@triton.jit
-def _split_sum_kernel(Part, Bias, Out, N, stride_om, SPLITS, M: tl.constexpr, HAS_BIAS: tl.constexpr,
-                      BLOCK: tl.constexpr):
-    """Out[m, n] = sum over s of Part[s, m, n] (+ bias[n]), in split order (deterministic)."""
-    i_m, i_n = tl.program_id(0), tl.program_id(1)
-    o_n = i_n * BLOCK + tl.arange(0, BLOCK)
-    m_n = o_n < N
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
-    for s in range(SPLITS):
-        acc += tl.load(Part + (s * M + i_m) * N + o_n, mask=m_n, other=0.0)
-    if HAS_BIAS:
-        acc += tl.load(Bias + o_n, mask=m_n, other=0.0).to(tl.float32)
-    tl.store(Out + i_m * stride_om + o_n, acc.to(Out.dtype.element_ty), mask=m_n)
 
 
 def _sm_count(device: torch.device) -> int:
@@ -261,7 +225,7 @@ def nf4_gemv(x: torch.Tensor, w: NF4Weight, bias: torch.Tensor | None = None,
     if w.nested:
         tensors += [w.absmax_code, w.absmax_scale, w.offset]
         assert w.absmax_code.dtype == w.absmax_scale.dtype == w.offset.dtype == torch.float32
-        assert w.absmax_scale.is_contiguous()
+        assert w.absmax_scale.is_contiguous() and w.offset.is_contiguous()
     if bias is not None:
         assert bias.shape == (n,) and bias.is_contiguous(), f"bias must be [{n}], got {tuple(bias.shape)}"
         tensors.append(bias)
@@ -288,7 +252,8 @@ def nf4_gemv(x: torch.Tensor, w: NF4Weight, bias: torch.Tensor | None = None,
         w.offset if nested else w.absmax, w.code, bias if bias is not None else out, out, part,  #
         n, k, x.stride(0), out.stride(0), k_per_split,  #
         M=m, BLOCK_N=plan.block_n, BLOCK_K=plan.block_k, BLOCKSIZE=w.blocksize, ABS_BLOCK=w.absmax_blocksize,
-        NESTED=nested, HAS_BIAS=bias is not None, SPLIT=split > 1, LUT=lut, num_warps=plan.num_warps)
+        NESTED=nested, HAS_BIAS=bias is not None, SPLIT=split > 1, LUT=lut, OFFSETS=w.offset_per_block,
+        num_warps=plan.num_warps)
     if split > 1:
         block = min(1024, triton.next_power_of_2(n))
         _split_sum_kernel[(m, triton.cdiv(n, block))](part, bias if bias is not None else out, out, n, out.stride(0),

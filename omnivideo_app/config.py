@@ -37,6 +37,7 @@ class AppConfig:
     chunk_size: int = 4096
     sparse_min_keys: int = 4096             # shorter prefixes (and chunks) prefill dense
     cache_budget_bytes: int | None = None   # disk budget of the KV store; None = unlimited
+    gamma_decode: float = 1.0               # decode-time KV kept per head (mechanism 3); 1 = all, exact
 
     def __post_init__(self):
         if self.attention not in ATTENTION_PRESETS:
@@ -45,6 +46,8 @@ class AppConfig:
             raise ConfigError(f"fps must be in (0, 60], got {self.fps}")
         if self.cache_budget_bytes is not None and self.cache_budget_bytes <= 0:
             raise ConfigError(f"cache budget must be positive, got {self.cache_budget_bytes} bytes")
+        if not 0 < self.gamma_decode <= 1:
+            raise ConfigError(f"gamma-decode must be in (0, 1], got {self.gamma_decode}")
         if self.max_frames is not None and self.max_frames < 2:
             raise ConfigError(f"max-frames must be >= 2 (frames come in pairs), got {self.max_frames}")
 

@@ -79,6 +79,17 @@ def test_unknown_model_and_bad_option_are_one_line_errors(data_dir, clips, tmp_p
     assert len(out.stderr.strip().splitlines()) == 1
     out = _run(["ask", str(clips[0]), "q", "--fps", "-1", "--model", "tiny"], data_dir)
     assert out.returncode == 2 and out.stderr.startswith("error:") and len(out.stderr.strip().splitlines()) == 1
+    out = _run(["ask", str(clips[0]), "q", "--gamma-decode", "1.5", "--model", "tiny"], data_dir)
+    assert out.returncode == 2 and out.stderr.startswith("error:") and "gamma-decode" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_ask_with_a_slimmed_decode_kv(data_dir, clips):
+    """--gamma-decode < 1 answers through the same loop with each KV head's slimmed KV."""
+    out = _run(["ask", str(clips[0]), "What happens?", "--model", "tiny", "--json", "--max-new-tokens", "6",
+                "--gamma-decode", "0.5"], data_dir)
+    assert out.returncode == 0, out.stderr
+    assert 0 < json.loads(out.stdout)["tokens"]["generated"] <= 6
 
 
 def test_gpu_only_option_without_gpu_is_refused(data_dir, clips):
@@ -130,3 +141,13 @@ def test_error_boundary_translates_out_of_memory(exc, line, capsys):
     err = capsys.readouterr().err
     assert stop.value.code == (1 if isinstance(exc, ValueError) else 2)
     assert err.startswith(line) and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_app_engine_decodes_through_the_engine_loop(tmp_path):
+    """Every app answer streams from the static-buffer decode loop, at the configured gamma_decode."""
+    from omnivideo_app.app import App
+    from omnivideo_app.config import AppConfig
+
+    engine = App(AppConfig(data_dir=tmp_path, model="tiny", gamma_decode=0.8)).engine
+    assert engine.slim_decode is not None and engine.slim_decode.gamma_decode == 0.8
+    assert App(AppConfig(data_dir=tmp_path, model="tiny")).engine.slim_decode.gamma_decode == 1.0

@@ -6,6 +6,18 @@ are tested against them. Written for clarity (fp32/fp64, loops over heads), not 
 import torch
 
 
+def tail_append_reference(k_new: torch.Tensor, v_new: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor,
+                          length: torch.Tensor) -> None:
+    """Append t tokens to a decode tail in place: rows length..length+t-1 of k_buf/v_buf [Hkv, capacity, d]
+    get k_new/v_new [Hkv, t, d] (cast to the buffers' dtype); length ([1] int32) grows by t. Rows past
+    the capacity are not written and the length stops at the capacity."""
+    n0, t, cap = int(length.reshape(-1)[0]), k_new.shape[1], k_buf.shape[1]
+    fit = max(0, min(t, cap - n0))
+    k_buf[:, n0:n0 + fit] = k_new[:, :fit].to(k_buf.dtype)
+    v_buf[:, n0:n0 + fit] = v_new[:, :fit].to(v_buf.dtype)
+    length.fill_(min(n0 + t, cap))
+
+
 def decode_attention_reference(q: torch.Tensor, packed, tail, *, scale: float) -> torch.Tensor:
     """One query token per head attending to its KV head's packed rows plus the shared dense tail.
 

@@ -11,6 +11,8 @@ read from its `backends/default/ops.py` and `functional.py`):
   256-entry dynamic map `absmax_code`, scaled per 256 consecutive absmax entries by float32
   `absmax_scale` and shifted by the scalar `offset` (the mean bnb subtracted before quantizing):
   absmax[b] = absmax_code[q[b]] * absmax_scale[b // absmax_blocksize] + offset.
+  Several weights stored back to back (`engine.nf4_fusion`: q|k|v in one launch) keep their own
+  offsets: `offset` may then hold one value per `absmax_scale` entry, offset[b // absmax_blocksize].
   Without it, absmax is float32 [N*K / blocksize] and absmax_code / absmax_scale / offset are None.
 
     w = NF4Weight(packed, absmax, shape=(N, K), code=code, blocksize=64,
@@ -33,7 +35,7 @@ class NF4Weight:
     blocksize     elements per absmax entry (bnb: 64)
     absmax_code   float32 [256] dynamic map of the absmax indices (double quantization only)
     absmax_scale  float32 [ceil(len(absmax) / absmax_blocksize)]
-    offset        float32 scalar tensor (0-d or [1])
+    offset        float32 scalar tensor (0-d or [1]), or one per absmax_scale entry
     """
     packed: torch.Tensor
     absmax: torch.Tensor
@@ -64,6 +66,8 @@ class NF4Weight:
                 raise ValueError("a uint8 absmax needs absmax_code [256], absmax_scale and offset")
             if self.absmax_scale.numel() != -(-blocks // self.absmax_blocksize):
                 raise ValueError(f"absmax_scale must have ceil({blocks} / {self.absmax_blocksize}) entries")
+            if self.offset.numel() not in (1, self.absmax_scale.numel()):
+                raise ValueError("offset must be a scalar or have one value per absmax_scale entry")
         elif self.absmax.dtype != torch.float32 or any(t is not None for t in nested):
             raise ValueError("absmax must be float32 (or uint8 with absmax_code/absmax_scale/offset)")
 
@@ -72,6 +76,11 @@ class NF4Weight:
         """Double quantization: absmax holds uint8 indices into absmax_code."""
         return self.absmax.dtype == torch.uint8
 
+    @property
+    def offset_per_block(self) -> bool:
+        """The offset has one value per absmax_scale entry (weights stored back to back)."""
+        return self.nested and self.offset.numel() > 1
+
 
 def absmax_reference(w: NF4Weight) -> torch.Tensor:
     """float32 [ceil(N*K / blocksize)]: the per-block scales, decoded from the nested form if needed."""
@@ -79,7 +88,9 @@ def absmax_reference(w: NF4Weight) -> torch.Tensor:
         return w.absmax.float()
     q = w.absmax.reshape(-1).long()
     group = torch.arange(q.numel(), device=q.device) // w.absmax_blocksize
-    return w.absmax_code.float()[q] * w.absmax_scale.float().reshape(-1)[group] + w.offset.float().reshape(())
+    offset = w.offset.float().reshape(-1)
+    offset = offset[group] if w.offset_per_block else offset.reshape(())
+    return w.absmax_code.float()[q] * w.absmax_scale.float().reshape(-1)[group] + offset
 
 
 def dequantize_nf4_reference(w: NF4Weight) -> torch.Tensor:

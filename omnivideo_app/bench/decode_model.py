@@ -15,6 +15,7 @@ import torch
 from engine.attention import ATTN_NAME, register_attention
 from engine.loading import LoadedModel
 from engine.nf4_linear import route_nf4_linears, unroute_nf4_linears
+from engine.text_mlp import fuse_text_mlp, unfuse_text_mlp
 from engine.text_norm import fuse_text_norms, unfuse_text_norms
 from engine.text_rotary import fuse_text_rotary, unfuse_text_rotary
 
@@ -43,16 +44,18 @@ def set_text_attention(model, text_impl: str) -> None:
     if lm.config._attn_implementation != text_impl:
         lm.config._attn_implementation = text_impl
     assert lm.layers[0].self_attn.config._attn_implementation == text_impl
-    # ours also gets one kernel per RMSNorm (exact), one rotary kernel per layer and our NF4 GEMV for
-    # decode-sized matmuls;
+    # ours also gets one kernel per RMSNorm (exact), one rotary kernel per layer, our NF4 GEMV for
+    # decode-sized matmuls (q|k|v and gate|up fused) and SiLU * up in one kernel;
     # transformers' baseline its own norms and bitsandbytes' matmuls
     if text_impl == ATTN_NAME:
         fuse_text_norms(model)
         fuse_text_rotary(model)
+        fuse_text_mlp(model)
         route_nf4_linears(model)
     else:
         unfuse_text_norms(model)
         unfuse_text_rotary(model)
+        unfuse_text_mlp(model)
         unroute_nf4_linears(model)
 
 

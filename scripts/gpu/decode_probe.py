@@ -1,0 +1,195 @@
+"""GPU probe for issue 5 (a diagnostic whose log guides the next change; claimed numbers come from
+`bench decode`):
+
+1. kernel-level profile of the graph-captured decode step at 8K context (torch.profiler over 16 tokens):
+   every kernel's time and count per token, to see what the "rest of the step" is made of;
+2. NF4 GEMV at M = 1 on the 7B's shapes and on the fused shapes (q|k|v 4608 x 3584, gate|up 37888 x 3584):
+   the routed kernel, a loads-only twin (the memory pattern's bound), x handed over in fp32, 4- and
+   16-row tiles. (Run 1 also timed a tensor-core twin, codes scaled to bf16 and fed to tl.dot: 2-3x
+   slower than the routed kernel on every shape, the register-to-dot-operand layout conversion;
+   docs/decode_engine.md.)
+3. the SASS of the routed kernel for 18944 x 3584 (instruction mix of the inner loop).
+
+    python scripts/gpu/decode_probe.py [--skip-profile] [--profile-only] [--sass]
+"""
+import json
+import os
+import sys
+from collections import defaultdict
+from dataclasses import replace
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.nf4_gemv import _nf4_gemv_kernel, default_plan, nf4_gemv
+
+OUT = os.environ.get("OUT", "/tmp/gpu_out")
+
+
+@triton.jit
+def _loads_kernel(Packed, Absmax, Out, N, K, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                  BLOCKSIZE: tl.constexpr):
+    """The routed kernel's loads (words + uint8 absmax) with an XOR instead of the math."""
+    G: tl.constexpr = BLOCK_K // BLOCKSIZE
+    WB: tl.constexpr = BLOCKSIZE // 8
+    i_n = tl.program_id(0)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    o_g = tl.arange(0, G)
+    o_j = tl.arange(0, WB)
+    p_q = Packed + o_n.to(tl.int64)[:, None, None] * (K // 8) + o_g[None, :, None] * WB + o_j[None, None, :]
+    b_blk = o_n[:, None] * (K // BLOCKSIZE) + o_g[None, :]
+    acc = tl.zeros([BLOCK_N, G, WB], dtype=tl.int32)
+    b_w = tl.load(p_q)
+    b_a = tl.load(Absmax + b_blk).to(tl.int32)
+    for k0 in range(0, K, BLOCK_K):
+        k1 = (k0 + BLOCK_K) % K
+        b_w1 = tl.load(p_q + k1 // 8)
+        b_a1 = tl.load(Absmax + b_blk + k1 // BLOCKSIZE).to(tl.int32)
+        acc ^= b_w + b_a[:, :, None]
+        b_w, b_a = b_w1, b_a1
+    tl.store(Out + o_n, tl.sum(tl.sum(acc, axis=2), axis=1).to(tl.float32))
+
+
+def loads_only(w, block_n=8, block_k=512):
+    n, k = w.shape
+    out = torch.empty(n, dtype=torch.float32, device=w.packed.device)
+    _loads_kernel[(triton.cdiv(n, block_n),)](w.packed.reshape(-1).view(torch.int32), w.absmax, out, n, k,
+                                              BLOCK_N=block_n, BLOCK_K=block_k, BLOCKSIZE=w.blocksize)
+    return out
+
+
+def graph_us(fn, reps=20):
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    g.replay()
+    torch.cuda.synchronize()
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    for _ in range(reps):
+        g.replay()
+    b.record()
+    b.synchronize()
+    return 1000 * a.elapsed_time(b) / reps
+
+
+def gemv_probe() -> list[dict]:
+    import bitsandbytes as bnb
+    from engine.nf4_linear import nf4_weight
+
+    dev = torch.device("cuda")
+    sms = torch.cuda.get_device_properties(dev).multi_processor_count
+    rows = []
+    for n, k in [(37888, 3584), (3584, 18944), (3584, 3584), (4608, 3584)]:
+        copies = max(2, int(400e6 // (n * k // 2)))
+        mods = []
+        for _ in range(copies):
+            q = bnb.nn.Linear4bit(k, n, bias=False, compute_dtype=torch.bfloat16, compress_statistics=True,
+                                  quant_type="nf4")
+            q.weight = bnb.nn.Params4bit(torch.randn(n, k) * 0.02, requires_grad=False, quant_type="nf4",
+                                         compress_statistics=True)
+            mods.append(q.to(dev))
+        ws = [nf4_weight(m) for m in mods]
+        per = sum(t.numel() * t.element_size() for t in (ws[0].packed, ws[0].absmax, ws[0].absmax_scale))
+        x = torch.randn(1, k, dtype=torch.bfloat16, device=dev)
+        ref = nf4_gemv(x.float(), ws[0], lut=False)
+        row = {"N": n, "K": k, "bytes": per}
+        with torch.inference_mode():
+            t = graph_us(lambda: [nf4_gemv(x, w) for w in ws]) / copies
+            row["routed_us"] = round(t, 2)
+            t = graph_us(lambda: [loads_only(w) for w in ws]) / copies
+            row["loads_only_us"] = round(t, 2)
+            # x handed over in fp32 with the register lookup: what the in-loop bf16 -> fp32 conversion of x
+            # costs (the SASS shows one conversion per weight: each thread owns one row)
+            x32 = x.float()
+            y = nf4_gemv(x32, ws[0], lut=True)
+            row["x_fp32_err"] = round(float((y.float() - ref).abs().max() / ref.abs().max()), 5)
+            row["x_fp32_us"] = round(graph_us(lambda: [nf4_gemv(x32, w, lut=True) for w in ws]) / copies, 2)
+            for bn in (4, 16):
+                plan = replace(default_plan(1, n, k, 64, sms), block_n=bn)
+                row[f"rows{bn}_us"] = round(graph_us(lambda: [nf4_gemv(x, w, plan=plan) for w in ws]) / copies, 2)
+        for key in list(row):
+            if key.endswith("_us"):
+                row[key.replace("_us", "_GBps")] = round(per / row[key] / 1e3, 1)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        del mods, ws
+        torch.cuda.empty_cache()
+    return rows
+
+
+def dump_sass() -> None:
+    cache = _nf4_gemv_kernel.device_caches
+    for dev_key, entry in cache.items():
+        kernels = entry[0] if isinstance(entry, tuple) else entry
+        for i, compiled in enumerate(kernels.values()):
+            for kind in ("ptx", "sass", "ttgir"):
+                try:
+                    text = compiled.asm[kind]
+                except Exception as e:  # noqa: BLE001
+                    text = f"unavailable: {e}"
+                if isinstance(text, bytes):
+                    continue
+                with open(f"{OUT}/nf4_gemv_{i}.{kind}", "w") as f:
+                    f.write(text)
+            print("dumped kernel", i, getattr(compiled, "name", "?"), flush=True)
+
+
+def profile_step(context: int = 8192) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    from engine.engine import Engine
+    from engine.question_prefill import host_conversation
+    from engine.sampling import SamplingParams
+    from engine.slim_decode import SlimDecodeConfig
+    from omnivideo_app.bench.decode import _prefix_ids
+    from omnivideo_app.bench.decode_model import random_model, synthetic_kv
+
+    dev = torch.device("cuda")
+    loaded = random_model("7b", dev, "nf4")
+    engine = Engine(loaded, slim_decode=SlimDecodeConfig(gamma_decode=1.0))
+    conv = host_conversation(engine, synthetic_kv(loaded, context, 0), _prefix_ids(engine, context), 0)
+    question = list(range(1000, 1032))
+    gen = engine.generate(conv, question, SamplingParams(max_new_tokens=64), [])
+    for _ in range(6):
+        next(gen)
+    torch.cuda.synchronize()
+    tokens = 16
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(tokens):
+            next(gen)
+        torch.cuda.synchronize()
+    agg = defaultdict(lambda: [0, 0.0])
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            a = agg[ev.name]
+            a[0] += 1
+            a[1] += ev.time_range.elapsed_us()
+    rows = sorted(({"kernel": k[:140], "per_token": c / tokens, "us_per_token": round(t / tokens, 2),
+                    "us_each": round(t / c, 2)} for k, (c, t) in agg.items()), key=lambda r: -r["us_per_token"])
+    total = sum(r["us_per_token"] for r in rows)
+    print(f"decode step at {context}: {total:.1f} us of kernels per token, "
+          f"{sum(r['per_token'] for r in rows):.0f} kernels per token", flush=True)
+    for r in rows[:40]:
+        print(f"  {r['us_per_token']:9.2f} us  {r['per_token']:6.1f} x {r['us_each']:7.2f}  {r['kernel']}", flush=True)
+    return {"context": context, "kernel_us_per_token": total, "kernels": rows}
+
+
+if __name__ == "__main__":
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
+    if "--skip-profile" not in sys.argv:
+        result["profile"] = profile_step()
+        torch.cuda.empty_cache()
+    if "--profile-only" not in sys.argv:
+        result["gemv"] = gemv_probe()
+    if "--sass" in sys.argv:  # many files: only when asked
+        dump_sass()
+    with open(f"{OUT}/decode_probe.json", "w") as f:
+        json.dump(result, f, indent=1)
