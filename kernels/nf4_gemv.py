@@ -40,11 +40,13 @@ _SM_COUNT: dict[int, int] = {}
 @dataclass(frozen=True)
 class GemvPlan:
     """Tile sizes of one launch. block_k: elements of K per step (a power of two, a multiple of the
-    quant blocksize); split_k: programs along K (1 = no partials)."""
+    quant blocksize); split_k: programs along K (1 = no partials); x_asm: convert fp16/bf16 x to fp32
+    once per element before its broadcast (`_x_to_f32`, register-lookup path only)."""
     block_n: int = 8
     block_k: int = 512
     split_k: int = 1
     num_warps: int = 4
+    x_asm: bool = True
 
     def __post_init__(self):
         for name in ("block_n", "block_k", "num_warps"):
@@ -66,11 +68,30 @@ def _block_sums(Code, b_q, X, o_x, m_x):
 
 
 @triton.jit
-def _word_sums(b_v, X, o_x, m_x):
+def _x_to_f32(b_x):
+    """bf16/fp16 x -> fp32 in the layout x was loaded in. Opaque to Triton on purpose (not pure): a
+    plain cast is moved after the shared-memory broadcast of x to every row's threads, which costs one
+    conversion per weight (each thread owns one row; H100 SASS); here each x element is converted once."""
+    b_h = b_x.to(tl.int16, bitcast=True)
+    if b_x.dtype == tl.bfloat16:  # the 16 bits become the high half of the fp32
+        b_w = tl.inline_asm_elementwise("{\n.reg .b16 z;\nmov.b16 z, 0;\nmov.b32 $0, {z, $1};\n}", "=r,h", [b_h],
+                                        dtype=tl.int32, is_pure=False, pack=1)
+    else:
+        b_w = tl.inline_asm_elementwise("{\n.reg .f32 f;\ncvt.f32.f16 f, $1;\nmov.b32 $0, f;\n}", "=r,h", [b_h],
+                                        dtype=tl.int32, is_pure=False, pack=1)
+    return b_w.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _word_sums(b_v, X, o_x, m_x, X_ASM: tl.constexpr):
     """[BLOCK_N, G] sums over each quant block of v * x; b_v [BLOCK_N, G, WB, 8] codes in element
     order, x [G, WB, 8] read contiguously (16-byte loads for bf16; a per-element x load would cost
     as many load instructions as the table gather this path avoids)."""
-    b_x = tl.load(X + o_x, mask=m_x, other=0.0).to(tl.float32)
+    b_x = tl.load(X + o_x, mask=m_x, other=0.0)
+    if X_ASM:
+        b_x = _x_to_f32(b_x)
+    else:
+        b_x = b_x.to(tl.float32)
     return tl.sum(tl.sum(b_v * b_x[None, :, :, :], axis=3), axis=2)
 
 
@@ -105,7 +126,7 @@ def _nf4_gemv_kernel(
     N, K, stride_xm, stride_om, K_PER_SPLIT,  #
     M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCKSIZE: tl.constexpr,  #
     ABS_BLOCK: tl.constexpr, NESTED: tl.constexpr, HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr,  #
-    LUT: tl.constexpr, OFFSETS: tl.constexpr,
+    LUT: tl.constexpr, OFFSETS: tl.constexpr, X_ASM: tl.constexpr,
 ):
     """LUT: Packed is int32 words and the codes come from registers (`kernels.nf4_lut`, GPU only);
     else Packed is bytes and each nibble's code is gathered from the 16-entry table at Code."""
@@ -151,13 +172,13 @@ def _nf4_gemv_kernel(
             v0, v1, v2, v3, v4, v5, v6, v7 = nf4_lookup(b_w, t0, t1, t2, t3, t4, t5, t6, t7)
             b_v = stack8(v0, v1, v2, v3, v4, v5, v6, v7, BLOCK_N, G, WB)  # element e of word w at [.., w, e]
             m_x = m_g[:, None, None]
-            acc0 += _word_sums(b_v, X + k0, o_x, m_x) * b_a
+            acc0 += _word_sums(b_v, X + k0, o_x, m_x, X_ASM) * b_a
             if M > 1:
-                acc1 += _word_sums(b_v, X + stride_xm + k0, o_x, m_x) * b_a
+                acc1 += _word_sums(b_v, X + stride_xm + k0, o_x, m_x, X_ASM) * b_a
             if M > 2:
-                acc2 += _word_sums(b_v, X + 2 * stride_xm + k0, o_x, m_x) * b_a
+                acc2 += _word_sums(b_v, X + 2 * stride_xm + k0, o_x, m_x, X_ASM) * b_a
             if M > 3:
-                acc3 += _word_sums(b_v, X + 3 * stride_xm + k0, o_x, m_x) * b_a
+                acc3 += _word_sums(b_v, X + 3 * stride_xm + k0, o_x, m_x, X_ASM) * b_a
             b_w, b_a = b_w1, b_a1
         else:
             m_t = m_n[:, None] & m_g[None, :]  # [BLOCK_N, G]
@@ -253,7 +274,7 @@ def nf4_gemv(x: torch.Tensor, w: NF4Weight, bias: torch.Tensor | None = None,
         n, k, x.stride(0), out.stride(0), k_per_split,  #
         M=m, BLOCK_N=plan.block_n, BLOCK_K=plan.block_k, BLOCKSIZE=w.blocksize, ABS_BLOCK=w.absmax_blocksize,
         NESTED=nested, HAS_BIAS=bias is not None, SPLIT=split > 1, LUT=lut, OFFSETS=w.offset_per_block,
-        num_warps=plan.num_warps)
+        X_ASM=plan.x_asm and lut and x.dtype != torch.float32, num_warps=plan.num_warps)
     if split > 1:
         block = min(1024, triton.next_power_of_2(n))
         _split_sum_kernel[(m, triton.cdiv(n, block))](part, bias if bias is not None else out, out, n, out.stride(0),

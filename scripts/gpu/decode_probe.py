@@ -4,8 +4,9 @@
 1. kernel-level profile of the graph-captured decode step at 8K context (torch.profiler over 16 tokens):
    every kernel's time and count per token, to see what the "rest of the step" is made of;
 2. NF4 GEMV at M = 1 on the 7B's shapes and on the fused shapes (q|k|v 4608 x 3584, gate|up 37888 x 3584):
-   the routed kernel, a loads-only twin (the memory pattern's bound), x handed over in fp32, 4- and
-   16-row tiles. (Run 1 also timed a tensor-core twin, codes scaled to bf16 and fed to tl.dot: 2-3x
+   the routed kernel, a loads-only twin (the memory pattern's bound) and the routed kernel with x
+   converted by a plain cast (run 2 timed x handed over in fp32 and 4- / 16-row tiles: fp32 x 3-6 %
+   faster, other tiles slower). (Run 1 also timed a tensor-core twin, codes scaled to bf16 and fed to tl.dot: 2-3x
    slower than the routed kernel on every shape, the register-to-dot-operand layout conversion;
    docs/decode_engine.md.)
 3. the SASS of the routed kernel for 18944 x 3584 (instruction mix of the inner loop).
@@ -106,15 +107,14 @@ def gemv_probe() -> list[dict]:
             row["routed_us"] = round(t, 2)
             t = graph_us(lambda: [loads_only(w) for w in ws]) / copies
             row["loads_only_us"] = round(t, 2)
-            # x handed over in fp32 with the register lookup: what the in-loop bf16 -> fp32 conversion of x
-            # costs (the SASS shows one conversion per weight: each thread owns one row)
-            x32 = x.float()
-            y = nf4_gemv(x32, ws[0], lut=True)
-            row["x_fp32_err"] = round(float((y.float() - ref).abs().max() / ref.abs().max()), 5)
-            row["x_fp32_us"] = round(graph_us(lambda: [nf4_gemv(x32, w, lut=True) for w in ws]) / copies, 2)
-            for bn in (4, 16):
-                plan = replace(default_plan(1, n, k, 64, sms), block_n=bn)
-                row[f"rows{bn}_us"] = round(graph_us(lambda: [nf4_gemv(x, w, plan=plan) for w in ws]) / copies, 2)
+            # x converted by the plain cast (after Triton's shared-memory broadcast: one conversion per weight)
+            # instead of `_x_to_f32` (once per element, before it)
+            plan = default_plan(1, n, k, 64, sms)
+            cast = replace(plan, x_asm=False)
+            y = nf4_gemv(x, ws[0], plan=cast)
+            row["cast_err"] = round(float((y.float() - ref).abs().max() / ref.abs().max()), 5)
+            row["routed_err"] = round(float((nf4_gemv(x, ws[0]).float() - ref).abs().max() / ref.abs().max()), 5)
+            row["x_cast_us"] = round(graph_us(lambda: [nf4_gemv(x, w, plan=cast) for w in ws]) / copies, 2)
         for key in list(row):
             if key.endswith("_us"):
                 row[key.replace("_us", "_GBps")] = round(per / row[key] / 1e3, 1)
