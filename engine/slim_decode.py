@@ -6,7 +6,8 @@ generate_slim (what `Engine.generate` runs when the engine has a `SlimDecodeConf
    hook (`SlimSelector`) takes the softmax attention of the last `observe` prompt rows over all
    keys (fp32, in key chunks), picks per KV head the visual tokens covering `gamma_decode` of its
    visual mass (`kernels.kv_slimming.select_slim_tokens`; text, sinks and question always kept) and
-   packs them (`pack_kv`) on the GPU, or in host memory past `gpu_kv_budget_gb`;
+   packs them (`pack_kv`) on the GPU, or in host memory past `gpu_kv_budget_gb`; with gamma_decode
+   = 1 over a cache already on the device nothing is packed: `alias_kv` reads the cache in place;
 2. decode over packed + a `DecodeTail` of generated tokens (`engine.slim_kv.SlimKV`), one static
    step replayed per token (`engine.decode_graph.DecodeStep`, CUDA graph on a GPU).
 The full KV stays in the conversation: generated tokens are not written to it but kept in
@@ -25,7 +26,7 @@ from engine.attention import AttentionPlan
 from engine.decode_graph import DecodeStep
 from engine.slim_kv import SlimKV
 from engine.sampling import sample_next_token
-from kernels.kv_slimming import PackedKV, SlimParams, keep_all, pack_kv, select_slim_tokens
+from kernels.kv_slimming import PackedKV, SlimParams, alias_kv, keep_all, pack_kv, select_slim_tokens
 from omnivideo_app.errors import ConfigError
 
 
@@ -148,7 +149,12 @@ class SlimSelector:
         n_other = n - int(self.visual_mask.sum())
         self.kept_visual[layer] = [length - n_other for length in lengths]
         self.total_bytes += nbytes
-        if self.budget_bytes is None or self.device_bytes + nbytes <= self.budget_bytes:
+        if self.config.gamma_decode >= 1.0 and _same_device(k.device, self.device) and k.is_contiguous() \
+                and v.is_contiguous():
+            # every row kept and the cache already on the device: decode reads the cache in place
+            # instead of a second copy of the whole KV (the conversation keeps its KV either way)
+            self.packed[layer] = alias_kv(k, v, n)
+        elif self.budget_bytes is None or self.device_bytes + nbytes <= self.budget_bytes:
             self.packed[layer] = pack_kv(k, v, keep, device=self.device)
             self.device_bytes += nbytes
         else:
@@ -162,6 +168,10 @@ class SlimSelector:
                 "offloaded_layers": sorted(self.offloaded), "packed_bytes": self.total_bytes,
                 "device_packed_bytes": self.device_bytes,
                 "kept_visual_per_layer": {str(k): v for k, v in sorted(self.kept_visual.items())}}
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
 
 def _host_packed(total: int, like: torch.Tensor, hkv: int) -> PackedKV:

@@ -105,9 +105,10 @@ class SlimKV:
         return total
 
     def device_bytes(self) -> int:
-        """GPU bytes this object holds for decoding: device-placed packed rows, tails, staging buffers."""
+        """GPU bytes this object holds for decoding: device-placed packed rows (not rows read from the
+        cache in place), tails, staging buffers."""
         tails = sum(2 * t.k.numel() * t.k.element_size() for t in self.tails)
         staging = self.stager.nbytes if self.stager is not None else 0
         packed = sum(2 * p.k.numel() * p.k.element_size() for layer, p in enumerate(self.packed)
-                     if layer not in self._stage_index)
+                     if layer not in self._stage_index and not p.aliased)  # aliased: the cache's own memory
         return packed + tails + staging

@@ -78,7 +78,7 @@ def _online_softmax_step(acc, m_i, l_i, b_q, b_k, b_v, m_n, qk_scale, DOT_PRECIS
 
 @triton.jit
 def _decode_split_kernel(
-    Q, PK, PV, Offsets, TK, TV, TailLen, OPart, LsePart,  #
+    Q, PK, PV, Offsets, Ends, TK, TV, TailLen, OPart, LsePart,  #
     stride_qh, stride_pk, stride_pv,  #
     stride_tkh, stride_tkn, stride_tvh, stride_tvn,  #
     stride_oh, stride_os, stride_lh,  #
@@ -100,7 +100,7 @@ def _decode_split_kernel(
 
     # -- this split's share of the head's keys: packed rows, then tail rows --
     row0 = tl.load(Offsets + i_u)
-    n_packed = tl.load(Offsets + i_u + 1) - row0
+    n_packed = tl.load(Ends + i_u) - row0  # Ends = Offsets + 1 when packed without gaps
     n_total = n_packed + tl.load(TailLen)
     chunk = tl.cdiv(tl.cdiv(n_total, NUM_SPLITS), BLOCK_N) * BLOCK_N
     start = i_s * chunk
@@ -202,7 +202,9 @@ def decode_attention(q: torch.Tensor, packed: PackedKV, tail: DecodeTail | None,
         tail = DecodeTail(hkv, 1, d, dtype=q.dtype, device=q.device)
     assert tail.k.shape[0] == hkv and tail.k.shape[2] == d and tail.k.dtype == q.dtype
     check_last_dim_contiguous(tail_k=tail.k, tail_v=tail.v)
-    check_device(q, packed.k, packed.v, packed.offsets, tail.k, tail.v, tail.length)
+    ends = packed.head_ends
+    assert ends.dtype == torch.int32 and ends.shape == (hkv,)
+    check_device(q, packed.k, packed.v, packed.offsets, ends, tail.k, tail.v, tail.length)
     if num_splits is None:
         num_splits = default_num_splits(packed, tail, block_n, q.device)
     assert num_splits >= 1
@@ -215,7 +217,7 @@ def decode_attention(q: torch.Tensor, packed: PackedKV, tail: DecodeTail | None,
     # fp32 inputs: exact products (tf32 would cost ~1e-3 relative); fp16/bf16 use the tensor cores anyway.
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     _decode_split_kernel[(hkv, num_splits)](
-        q, packed.k, packed.v, packed.offsets, tail.k, tail.v, tail.length, o_part, lse_part,  #
+        q, packed.k, packed.v, packed.offsets, ends, tail.k, tail.v, tail.length, o_part, lse_part,  #
         q.stride(0), packed.k.stride(0), packed.v.stride(0),  #
         tail.k.stride(0), tail.k.stride(1), tail.v.stride(0), tail.v.stride(1),  #
         o_part.stride(0), o_part.stride(1), lse_part.stride(0),  #

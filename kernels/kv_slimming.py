@@ -45,12 +45,26 @@ class PackedKV:
     offsets  [Hkv + 1] int32 on the device of k (the decode kernel reads per-head lengths there)
     lengths  host copy of the per-head row counts (fixed for one question: sizes launch grids
              without a device sync)
+    ends     None, or [Hkv] int32: head u owns rows offsets[u]:ends[u] instead, with gaps between
+             heads allowed. `alias_kv` uses it to read a cache's [Hkv, capacity, d] buffer in place
+             (every row kept, nothing copied).
     """
 
     k: torch.Tensor
     v: torch.Tensor
     offsets: torch.Tensor
     lengths: tuple[int, ...]
+    ends: torch.Tensor | None = None
+
+    @property
+    def head_ends(self) -> torch.Tensor:
+        """[Hkv] int32: one past each head's last row (a view of offsets when packed without gaps)."""
+        return self.offsets[1:] if self.ends is None else self.ends
+
+    @property
+    def aliased(self) -> bool:
+        """The rows are another buffer's (a cache), not a copy."""
+        return self.ends is not None
 
     @property
     def num_kv_heads(self) -> int:
@@ -148,6 +162,24 @@ def keep_all(num_kv_heads: int, num_tokens: int, device: torch.device | str | No
     """The dense selection: every head keeps all tokens (dense decode, gamma_decode = 1 checks)."""
     every = torch.arange(num_tokens, device=device)
     return [every] * num_kv_heads
+
+
+def alias_kv(k_buf: torch.Tensor, v_buf: torch.Tensor, n: int) -> PackedKV:
+    """Every row of a cache layer as a PackedKV, without a copy (dense decoding reads the cache itself).
+
+    Args:
+        k_buf, v_buf: [Hkv, capacity, d] contiguous buffers whose first n rows per head are valid.
+    Returns:
+        PackedKV over the same memory: head u owns rows u * capacity ... u * capacity + n.
+    The buffers must not be reallocated while the result is in use.
+    """
+    hkv, cap, d = k_buf.shape
+    assert k_buf.shape == v_buf.shape and k_buf.is_contiguous() and v_buf.is_contiguous(), (
+        f"alias_kv needs contiguous [Hkv, capacity, d] buffers, got {tuple(k_buf.shape)} {k_buf.stride()}")
+    assert 0 <= n <= cap, f"{n} rows do not fit a capacity of {cap}"
+    starts = torch.arange(hkv + 1, dtype=torch.int32) * cap
+    return PackedKV(k=k_buf.view(hkv * cap, d), v=v_buf.view(hkv * cap, d), offsets=starts.to(k_buf.device),
+                    lengths=(n,) * hkv, ends=(starts[:-1] + n).to(k_buf.device))
 
 
 def pack_kv(

@@ -23,7 +23,8 @@ def decode_attention_reference(q: torch.Tensor, packed, tail, *, scale: float) -
 
     Args:
         q: [Hq, d]; query head h belongs to KV head h // g, g = Hq / Hkv.
-        packed: PackedKV: k, v [capacity, d], offsets [Hkv + 1] (head u owns rows offsets[u]:offsets[u+1]).
+        packed: PackedKV: k, v [capacity, d], offsets [Hkv + 1] (head u owns rows offsets[u]:offsets[u+1],
+            or offsets[u]:ends[u] when `ends` is set).
         tail: DecodeTail (or None): k, v [Hkv, capacity, d] of generated tokens, length [1] valid rows.
         scale: softmax scale (usually d ** -0.5).
     Returns:
@@ -31,13 +32,14 @@ def decode_attention_reference(q: torch.Tensor, packed, tail, *, scale: float) -
     """
     hq, d = q.shape
     offsets = packed.offsets.tolist()
+    ends = packed.head_ends.tolist()
     hkv = len(offsets) - 1
     group = hq // hkv
     tail_len = 0 if tail is None else int(tail.length.reshape(-1)[0])
     out = torch.zeros(hq, d, dtype=torch.float32, device=q.device)
     for u in range(hkv):
-        keys = [packed.k[offsets[u]:offsets[u + 1]]]
-        values = [packed.v[offsets[u]:offsets[u + 1]]]
+        keys = [packed.k[offsets[u]:ends[u]]]
+        values = [packed.v[offsets[u]:ends[u]]]
         if tail_len:
             keys.append(tail.k[u, :tail_len])
             values.append(tail.v[u, :tail_len])

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from conftest import DEVICE, assert_close
 
 from kernels.decode_attention import DecodeTail, decode_attention
-from kernels.kv_slimming import SlimParams, keep_all, pack_kv, select_slim_tokens
+from kernels.kv_slimming import SlimParams, alias_kv, keep_all, pack_kv, select_slim_tokens
 from kernels.reference.decode import decode_attention_reference
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
@@ -75,6 +75,28 @@ def test_dense_selection_equals_sdpa(dtype):
     assert_close("vs sdpa", out, expected, rel_rms=TOL[dtype])
     dense = decode_attention(q, pack_kv(k[:, :n], v[:, :n], keep_all(hkv, n, DEVICE)), tail, scale=d ** -0.5)
     assert_close("vs keep_all", out, dense, rel_rms=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_aliased_cache_equals_packed_copy(dtype):
+    """alias_kv reads a cache's [Hkv, capacity, d] buffers in place: rows past n (stale) are never read."""
+    hq, hkv, n, cap, d, t = 8, 2, 70, 96, 32, 3
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(hq, d, generator=gen).to(DEVICE, dtype)
+    k_buf, v_buf = (torch.randn(hkv, cap, d, generator=gen).to(DEVICE, dtype) for _ in range(2))
+    k_buf[:, n:], v_buf[:, n:] = 1e4, 1e4  # stale rows: reading one would swamp the result
+    aliased = alias_kv(k_buf, v_buf, n)
+    assert aliased.aliased and aliased.lengths == (n, n) and aliased.k.data_ptr() == k_buf.data_ptr()
+    tail = DecodeTail(hkv, t, d, dtype=dtype, device=DEVICE)
+    tail.append(torch.randn(hkv, t, d, generator=gen).to(DEVICE, dtype),
+                torch.randn(hkv, t, d, generator=gen).to(DEVICE, dtype))
+    copied = pack_kv(k_buf[:, :n], v_buf[:, :n], None)
+    expected = decode_attention_reference(q, copied, tail, scale=d ** -0.5)
+    assert_close("reference over the alias", decode_attention_reference(q, aliased, tail, scale=d ** -0.5),
+                 expected, rel_rms=1e-6)
+    for splits in (1, 3):
+        out = decode_attention(q, aliased, tail, scale=d ** -0.5, num_splits=splits, block_n=16)
+        assert_close(f"kernel, {splits} splits", out, expected, rel_rms=TOL[dtype])
 
 
 def test_tail_grows_step_by_step_with_fixed_launch():
