@@ -11,7 +11,7 @@
    docs/decode_engine.md.)
 3. the SASS of the routed kernel for 18944 x 3584 (instruction mix of the inner loop).
 
-    python scripts/gpu/decode_probe.py [--skip-profile] [--profile-only] [--sass]
+    python scripts/gpu/decode_probe.py [--skip-profile] [--profile-only] [--sweep] [--sass]
 """
 import json
 import os
@@ -125,6 +125,40 @@ def gemv_probe() -> list[dict]:
     return rows
 
 
+def plan_sweep() -> list[dict]:
+    """Tile plans of the routed kernel (x converted before its broadcast) on the step's four GEMV shapes."""
+    import itertools
+
+    import bitsandbytes as bnb
+    from engine.nf4_linear import nf4_weight
+    from kernels.nf4_gemv import GemvPlan
+
+    dev = torch.device("cuda")
+    sms = torch.cuda.get_device_properties(dev).multi_processor_count
+    rows = []
+    for n, k in [(3584, 18944), (3584, 3584), (4608, 3584), (37888, 3584)]:
+        copies = max(2, int(400e6 // (n * k // 2)))
+        ws = []
+        for _ in range(copies):
+            q = bnb.nn.Linear4bit(k, n, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4")
+            q.weight = bnb.nn.Params4bit(torch.randn(n, k) * 0.02, requires_grad=False, quant_type="nf4")
+            ws.append(nf4_weight(q.to(dev)))
+        x = torch.randn(1, k, dtype=torch.bfloat16, device=dev)
+        default = default_plan(1, n, k, 64, sms)
+        for bk, sp, nw in itertools.product((256, 512, 1024), (1, 2, 4, 8), (4, 8)):
+            if sp > 1 and n >= 16384:
+                continue
+            plan = GemvPlan(block_n=8, block_k=bk, split_k=sp, num_warps=nw)
+            t = graph_us(lambda: [nf4_gemv(x, w, plan=plan) for w in ws], reps=10) / copies
+            rows.append({"N": n, "K": k, "plan": [bk, sp, nw], "us": round(t, 2), "default": plan == default})
+        best = min((r for r in rows if r["N"] == n and r["K"] == k), key=lambda r: r["us"])
+        dflt = next(r for r in rows if r["N"] == n and r["K"] == k and r["default"])
+        print(f"{n}x{k}: default {dflt['plan']} {dflt['us']} us, best {best['plan']} {best['us']} us", flush=True)
+        del ws
+        torch.cuda.empty_cache()
+    return rows
+
+
 def dump_sass() -> None:
     cache = _nf4_gemv_kernel.device_caches
     for dev_key, entry in cache.items():
@@ -187,7 +221,9 @@ if __name__ == "__main__":
     if "--skip-profile" not in sys.argv:
         result["profile"] = profile_step()
         torch.cuda.empty_cache()
-    if "--profile-only" not in sys.argv:
+    if "--sweep" in sys.argv:
+        result["sweep"] = plan_sweep()
+    elif "--profile-only" not in sys.argv:
         result["gemv"] = gemv_probe()
     if "--sass" in sys.argv:  # many files: only when asked
         dump_sass()
