@@ -24,6 +24,7 @@ import torch
 
 from engine.attention import AttentionPlan
 from engine.decode_graph import DecodeStep
+from engine.question_prefill import is_host_cache
 from engine.slim_kv import SlimKV
 from engine.sampling import sample_next_token
 from kernels.kv_slimming import PackedKV, SlimParams, alias_kv, keep_all, pack_kv, select_slim_tokens
@@ -115,11 +116,15 @@ class SlimSelector:
     Args:
         visual_mask: [N] bool over every key of the prefill (prefix + earlier turns + this prompt).
         budget_bytes: packed bytes allowed on `device`; layers past it are packed into host memory.
+        alias: the K/V handed to the hook are the conversation cache's own buffers, which stay put while
+            the answer is decoded, so gamma_decode = 1 may read them in place (`alias_kv`). False for a
+            streamed prefill: there they are staging buffers that the next layers overwrite.
     """
 
     def __init__(self, config: SlimDecodeConfig, visual_mask: torch.Tensor, num_kv_heads: int,
-                 device: torch.device, budget_bytes: int | None = None):
+                 device: torch.device, budget_bytes: int | None = None, alias: bool = False):
         self.config = config
+        self.alias = alias
         self.params = config.params
         self.visual_mask = visual_mask
         self.num_kv_heads = num_kv_heads
@@ -149,8 +154,8 @@ class SlimSelector:
         n_other = n - int(self.visual_mask.sum())
         self.kept_visual[layer] = [length - n_other for length in lengths]
         self.total_bytes += nbytes
-        if self.config.gamma_decode >= 1.0 and _same_device(k.device, self.device) and k.is_contiguous() \
-                and v.is_contiguous():
+        if self.alias and self.config.gamma_decode >= 1.0 and _same_device(k.device, self.device) \
+                and k.is_contiguous() and v.is_contiguous():
             # every row kept and the cache already on the device: decode reads the cache in place
             # instead of a second copy of the whole KV (the conversation keeps its KV either way)
             self.packed[layer] = alias_kv(k, v, n)
@@ -200,7 +205,8 @@ def generate_slim(engine, conv, new_ids: list[int], params, stop_ids: list[int])
     conv.pending = []
     visual = torch.tensor(conv.ids + fed, device=device) == engine.video_pad_id
     budget = None if cfg.gpu_kv_budget_gb is None else int(cfg.gpu_kv_budget_gb * 2 ** 30)
-    selector = SlimSelector(cfg, visual, engine.loaded.text_config.num_key_value_heads, device, budget)
+    selector = SlimSelector(cfg, visual, engine.loaded.text_config.num_key_value_heads, device, budget,
+                            alias=not is_host_cache(conv.cache))
     base = engine.plan_factory("text")
     plan = AttentionPlan(sparse=base.sparse if base is not None else None,
                          observe=_chain(base.observe if base is not None else None, selector))

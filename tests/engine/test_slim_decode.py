@@ -188,6 +188,33 @@ def test_host_kv_streamed_prefill_equals_device_prefill(tiny, videos):
     assert list(engine.generate(host_conv, more, params, [])) == list(engine.generate(device_conv, more, params, []))
 
 
+def test_dense_decode_copies_a_streamed_kv_and_reads_a_device_cache_in_place(tiny, videos, monkeypatch):
+    """gamma_decode = 1: a device cache is read in place (alias_kv); a host conversation's prefill hands
+    over staging buffers that later layers overwrite, so its KV is packed (copied) instead."""
+    import engine.slim_decode as slim_decode
+
+    chat, vids = videos
+    inputs, prefix = vids[0]
+    engine = Engine(tiny, slim_decode=SlimDecodeConfig(gamma_decode=1.0))
+    turn = chat.first_turn_ids("What happens?")
+    params = SamplingParams(max_new_tokens=4)
+    made = []
+    real = slim_decode.SlimSelector
+
+    class Recording(real):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(slim_decode, "SlimSelector", Recording)  # the real selector, recorded
+    device_tokens = list(engine.generate(engine.ingest(prefix, inputs), turn, params, []))
+    host_tokens = list(engine.generate(to_host(engine, engine.ingest(prefix, inputs)), turn, params, []))
+    assert host_tokens == device_tokens
+    on_device, streamed = made
+    assert on_device.alias and all(p.aliased for p in on_device.packed.values())
+    assert not streamed.alias and not any(p.aliased for p in streamed.packed.values())
+
+
 def test_offloaded_layers_and_host_conversations_give_the_same_tokens(tiny, videos):
     chat, vids = videos
     inputs, prefix = vids[0]
