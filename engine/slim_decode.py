@@ -215,6 +215,11 @@ def generate_slim(engine, conv, new_ids: list[int], params, stop_ids: list[int])
     conv.stats["slim"] = selector.summary(int(visual.sum()))
     conv.stats["slim"]["select_prefill_s"] = round(time.perf_counter() - t0, 4)
     stops, generated, step = set(stop_ids), [], None
+
+    def enqueue(token: "_HostToken", i: int) -> "_HostToken":
+        """Launch the step that feeds token i; its sampled successor, copy to the host started."""
+        return _HostToken(sample_next_token(step(token.device, conv.length + i + conv.rope_delta), params, gen))
+
     token_t = _HostToken(sample_next_token(logits, params, gen))
     for i in range(params.max_new_tokens):
         last = i == params.max_new_tokens - 1
@@ -223,8 +228,7 @@ def generate_slim(engine, conv, new_ids: list[int], params, stop_ids: list[int])
             # enqueue the next step before reading this token: the device computes token i + 1 while the
             # host streams token i, so no host round trip sits between two steps. After a stop token that
             # step is wasted work, nothing else (its tail row is never read; the RNG order is unchanged).
-            next_t = _HostToken(sample_next_token(step(token_t.device, conv.length + i + conv.rope_delta),
-                                                  params, gen))
+            next_t = enqueue(token_t, i)
         token = token_t.value()
         if i == 0:
             conv.stats["ttft_s"] = time.perf_counter() - t0
@@ -239,8 +243,7 @@ def generate_slim(engine, conv, new_ids: list[int], params, stop_ids: list[int])
                           device=device, dtype=selector.packed[0].k.dtype)
             step = DecodeStep(engine, slim, use_graph=cfg.cuda_graphs)
             conv.stats["slim"].update(graph=step.graph is not None, decode_device_bytes=slim.device_bytes())
-            next_t = _HostToken(sample_next_token(step(token_t.device, conv.length + i + conv.rope_delta),
-                                                  params, gen))
+            next_t = enqueue(token_t, i)
         token_t = next_t
 
 
