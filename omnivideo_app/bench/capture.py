@@ -4,6 +4,9 @@
     python -m omnivideo_app.bench.capture talk.mp4 --model Qwen/Qwen2.5-VL-7B-Instruct --layers 0 14 27 \
         --kv-heads 2 --max-tokens 32768 --out qk.safetensors
     python -m omnivideo_app.bench.prefill_kernels --qk qk.safetensors        # fidelity + speed on it
+    python -m omnivideo_app.bench.capture talk.mp4 --model Qwen/Qwen2.5-VL-7B-Instruct --layers 0 14 27 \
+        --question "What happens after the goal?" --answer-tokens 256 --out turn.safetensors
+    python -m omnivideo_app.bench.slimming --qk turn.safetensors             # decode slimming on it
 
 The video goes through the app's sampling and the engine's own prefill (`Engine.ingest`, chunked,
 dense attention); an `AttentionPlan.observe` hook copies each selected layer's post-RoPE queries and
@@ -13,6 +16,13 @@ first `kv_heads` KV heads and their query groups; the first N = min(prefix, max_
 of the prefix from position 0, so causal attention over it is the model's own), `text_mask` [N] uint8
 (1 at text tokens, which the sparse path keeps dense) and `video_grid_thw`; metadata: model,
 revision, layers, heads, scale, sampling.
+
+With a question, the turn is captured too (what the decode-slimming benchmark needs): the question is
+prefilled after the prefix and `answer_tokens` greedy tokens are decoded (no stop token), and per layer
+`layer{L}.q_turn` [Hq', Tq + A, d] holds the question's then each decoded token's queries,
+`layer{L}.k_turn` / `v_turn` [Hkv', Tq + A, d] their keys and values; meta `question_tokens` (Tq) and
+`answer_tokens` (A). The prefix is then kept whole (`max_tokens` must be unset): the question attends
+to all of it.
 """
 import argparse
 import json
@@ -33,6 +43,8 @@ class CaptureConfig:
     layers: tuple[int, ...] | None = None
     kv_heads: int | None = None
     max_tokens: int | None = None
+    question: str | None = None
+    answer_tokens: int = 0
 
     def __post_init__(self):
         if self.layers is not None and (not self.layers or min(self.layers) < 0):
@@ -41,6 +53,10 @@ class CaptureConfig:
             raise ConfigError(f"kv_heads must be >= 1, got {self.kv_heads}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.answer_tokens < 0 or (self.answer_tokens and not self.question):
+            raise ConfigError(f"answer_tokens ({self.answer_tokens}) needs a question and must be >= 0")
+        if self.question is not None and (not self.question.strip() or self.max_tokens is not None):
+            raise ConfigError("a captured question needs a non-empty text and the whole prefix (no max_tokens)")
 
 
 class QKRecorder:
@@ -69,11 +85,11 @@ class QKRecorder:
         parts["k"].append(k[0, :hkv, start:start + n].to("cpu", copy=True))
         parts["v"].append(v[0, :hkv, start:start + n].to("cpu", copy=True))
 
-    def tensors(self) -> dict[str, torch.Tensor]:
+    def tensors(self, suffix: str = "") -> dict[str, torch.Tensor]:
         out = {}
         for layer, parts in sorted(self.parts.items()):
             for name, chunks in parts.items():
-                out[f"layer{layer}.{name}"] = torch.cat(chunks, dim=1).contiguous()
+                out[f"layer{layer}.{name}{suffix}"] = torch.cat(chunks, dim=1).contiguous()
         return out
 
 
@@ -110,8 +126,12 @@ def capture(video: Path, out: Path, *, model: str = "tiny", data_dir: Path | Non
     recorder = QKRecorder(layers, config.kv_heads, config.max_tokens)
     engine = Engine(loaded, EngineConfig(), plan_factory=lambda stage: AttentionPlan(observe=recorder)
                     if stage == "prefix" else None)
-    engine.ingest(prefix, inputs)
+    conv = engine.ingest(prefix, inputs)
     tensors = recorder.tensors()
+    turn = {}
+    if config.question:
+        turn = _capture_turn(engine, conv, layers, config)
+        tensors.update(turn.pop("tensors"))
     n = tensors[f"layer{layers[0]}.k"].shape[1]
     tensors["text_mask"] = (torch.tensor(prefix[:n]) != loaded.model.config.video_token_id).to(torch.uint8)
     tensors["video_grid_thw"] = inputs.video_grid_thw.to(torch.int64).reshape(1, 3)
@@ -120,19 +140,38 @@ def capture(video: Path, out: Path, *, model: str = "tiny", data_dir: Path | Non
             "query_heads": q.shape[0], "kv_heads": k.shape[0], "head_dim": k.shape[2], "tokens": n,
             "prefix_tokens": len(prefix), "visual_tokens": inputs.num_visual_tokens, "scale": recorder.scale,
             "video": Path(video).name, "fps": fps, "second_per_grid_ts": float(inputs.second_per_grid_ts[0]),
-            "dtype": str(k.dtype).replace("torch.", ""), "quantization": loaded.quantization}
+            "dtype": str(k.dtype).replace("torch.", ""), "quantization": loaded.quantization, **turn}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata={k: json.dumps(v) for k, v in meta.items()})
     return meta
 
 
+def _capture_turn(engine, conv, layers: tuple[int, ...], config: CaptureConfig) -> dict:
+    """Prefill the question after the prefix and decode `answer_tokens` greedy tokens, recording every
+    pass's queries and new keys/values in the selected layers (the engine's own text/decode path)."""
+    from engine.attention import AttentionPlan
+    from engine.prompt import ChatFormat
+    from engine.sampling import SamplingParams
+
+    turn_ids = ChatFormat(engine.loaded.tokenizer).first_turn_ids(config.question)
+    recorder = QKRecorder(layers, config.kv_heads, None)
+    engine.plan_factory = lambda stage: AttentionPlan(observe=recorder) if stage in ("text", "decode") else None
+    # A decoded tokens need A decode passes: the last of A + 1 sampled tokens is never fed
+    for _ in engine.generate(conv, turn_ids, SamplingParams(max_new_tokens=config.answer_tokens + 1), []):
+        pass
+    return {"tensors": recorder.tensors("_turn"), "question": config.question, "question_tokens": len(turn_ids),
+            "answer_tokens": config.answer_tokens}
+
+
 @dataclass
 class CapturedQK:
-    """A capture file: per layer (q [Hq, N, d], k [Hkv, N, d], v [Hkv, N, d]), text_mask [N] bool, meta."""
+    """A capture file: per layer (q [Hq, N, d], k [Hkv, N, d], v [Hkv, N, d]), text_mask [N] bool, meta;
+    turns: per layer (q, k, v) of the captured question + answer ([.., Tq + A, d]), or None."""
     layers: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     text_mask: torch.Tensor
     meta: dict
+    turns: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
 
 def load_qk(path: Path) -> CapturedQK:
@@ -149,7 +188,10 @@ def load_qk(path: Path) -> CapturedQK:
         meta = {k: json.loads(v) for k, v in raw.items()}
         layers = {i: tuple(f.get_tensor(f"layer{i}.{n}") for n in "qkv") for i in meta["layers"]}
         text_mask = f.get_tensor("text_mask").bool()
-    return CapturedQK(layers, text_mask, meta)
+        turns = None
+        if "question_tokens" in meta:
+            turns = {i: tuple(f.get_tensor(f"layer{i}.{n}_turn") for n in "qkv") for i in meta["layers"]}
+    return CapturedQK(layers, text_mask, meta, turns)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -161,6 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--layers", type=int, nargs="+", help="decoder layers (default: first, middle, last)")
     parser.add_argument("--kv-heads", type=int, help="keep the first n KV heads and their query groups")
     parser.add_argument("--max-tokens", type=int, help="keep the first n prefix tokens")
+    parser.add_argument("--question", help="also capture this question's turn (for `bench slimming --qk`)")
+    parser.add_argument("--answer-tokens", type=int, default=0, help="greedy tokens decoded after the question")
     parser.add_argument("--fps", type=float, default=2.0)
     parser.add_argument("--max-frames", type=int)
     parser.add_argument("--device", default="auto")
@@ -169,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     try:
         cfg = CaptureConfig(layers=tuple(args.layers) if args.layers else None, kv_heads=args.kv_heads,
-                            max_tokens=args.max_tokens)
+                            max_tokens=args.max_tokens, question=args.question, answer_tokens=args.answer_tokens)
         if not args.video.is_file():
             raise ConfigError(f"no video file at {args.video}")
         meta = capture(args.video, args.out, model=args.model, data_dir=args.data_dir, config=cfg, fps=args.fps,

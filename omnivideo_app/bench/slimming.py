@@ -23,6 +23,7 @@ one dense probability matrix; a few queries per layer also go through `pack_kv` 
 kernel, to check that the data path gives the same outputs.
 
     python -m omnivideo_app.bench.slimming --out docs/benchmarks/slimming
+    python -m omnivideo_app.bench.slimming --qk turn.safetensors   # real Q/K (omnivideo_app.bench.slimming_capture)
 """
 import argparse
 import math
@@ -230,18 +231,22 @@ def summarise(bench: SlimmingBench, layers: list[dict]) -> list[dict]:
     return rows
 
 
-def run(bench: SlimmingBench) -> dict:
-    """Measure every layer; returns the JSON-ready result."""
+def run(bench: SlimmingBench, inputs: list[LayerInputs] | None = None, workload: str | None = None) -> dict:
+    """Measure every layer (the structured workload's, or `inputs`, e.g. from a capture); returns the
+    JSON-ready result."""
     started = time.perf_counter()
-    layers = [measure_layer(bench, layer_inputs(bench, bench.seed + i)) for i in range(bench.layers)]
+    if inputs is None:
+        inputs = [layer_inputs(bench, bench.seed + i) for i in range(bench.layers)]
+    layers = [measure_layer(bench, layer) for layer in inputs]
     sweep = summarise(bench, layers)
     head = next(r for r in sweep if r["gamma_decode"] == HEADLINE_GAMMA)
     oracle_kept = sum(sum(layer["oracle"]["kept_visual_per_head"]) for layer in layers)
     oracle = {"size_ratio": bench.layers * bench.num_kv_heads * bench.visual_tokens / oracle_kept,
               "error_mean": sum(layer["oracle"]["error_mean"] for layer in layers) / bench.layers}
     return {
-        "workload": "omnivideo_app.bench.workload.structured_qk K/V + region-mean text queries (this module)",
-        "config": asdict(bench), "visual_tokens": bench.visual_tokens, "tokens": PREFIX_TOKENS + bench.visual_tokens,
+        "workload": workload or "omnivideo_app.bench.workload.structured_qk K/V + region-mean text queries "
+                                "(this module)", "captured": workload is not None,
+        "config": asdict(bench), "visual_tokens": bench.visual_tokens, "tokens": inputs[0].k.shape[1],
         "headline": {**head, "target_ratio": TARGET_RATIO, "target_error": TARGET_ERROR,
                      "met": head["size_ratio"] >= TARGET_RATIO and head["error_mean"] <= TARGET_ERROR},
         "oracle": oracle, "sweep": sweep, "layers": layers, "seconds": round(time.perf_counter() - started, 1),
@@ -253,17 +258,31 @@ def run(bench: SlimmingBench) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/slimming"))
+    parser.add_argument("--out", type=Path, help="report folder (default docs/benchmarks/slimming, "
+                        "and its captured/ subfolder with --qk)")
     parser.add_argument("--frames", type=int, default=SlimmingBench.frames)
     parser.add_argument("--layers", type=int, default=SlimmingBench.layers)
     parser.add_argument("--seed", type=int, default=SlimmingBench.seed)
+    parser.add_argument("--qk", type=Path, help="a `bench capture --question ... --answer-tokens N` file: "
+                        "real Q/K instead of the structured workload")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():  # the kernel check runs the Triton interpreter on CPU tensors
         os.environ.setdefault("TRITON_INTERPRET", "1")
     torch.set_num_threads(os.cpu_count() or 1)
     bench = SlimmingBench(frames=args.frames, layers=args.layers, seed=args.seed)
-    result = run(bench)
-    write_report(result, args.out)
+    if args.qk is not None:
+        from omnivideo_app.bench.slimming_capture import captured_slimming
+        from omnivideo_app.errors import OmniVideoError
+
+        try:
+            bench, inputs, workload = captured_slimming(args.qk, bench)
+        except OmniVideoError as e:
+            parser.exit(2, f"error: {e}\n")
+        result = run(bench, inputs, workload)
+    else:
+        result = run(bench)
+    out = args.out or Path("docs/benchmarks/slimming") / ("captured" if args.qk is not None else "")
+    write_report(result, out)
     print(report_markdown(result))
     return result
 

@@ -19,12 +19,17 @@ def report_markdown(result: dict) -> str:
     c, head, oracle = result["config"], result["headline"], result["oracle"]
     gamma = head["gamma_decode"]
     cover = sorted(share for layer in result["layers"] for share in layer["head_cover_share"])
+    captured = result.get("captured", False)
+    shape = (f"{result['visual_tokens']} visual tokens" if captured else
+             f"{c['frames']} frame groups x {c['patches']} patches = {result['visual_tokens']} visual tokens")
     lines = [
-        "# Decode KV slimming (mechanism 3) on the structured workload", "",
-        f"Workload: {result['workload']} (assumptions: the module docstrings; synthetic, not captured Q/K). "
-        f"Hq {c['num_q_heads']}, Hkv {c['num_kv_heads']}, d {c['head_dim']}, {c['frames']} frame groups x "
-        f"{c['patches']} patches = {result['visual_tokens']} visual tokens after "
-        f"{result['tokens'] - result['visual_tokens']} text tokens; {c['layers']} layers; {c['observe']} observation rows and {c['decode_queries']} decode "
+        f"# Decode KV slimming (mechanism 3) on {'captured Q/K' if captured else 'the structured workload'}", "",
+        f"Workload: {result['workload']} ("
+        + ("real attention; decode queries over prefix + question, the tail left out: "
+           "omnivideo_app/bench/slimming_capture.py). " if captured else
+           "assumptions: the module docstrings; synthetic, not captured Q/K). ")
+        + f"Hq {c['num_q_heads']}, Hkv {c['num_kv_heads']}, d {c['head_dim']}, {shape} among "
+        f"{result['tokens']} tokens; {c['layers']} layers; {c['observe']} observation rows and {c['decode_queries']} decode "
         f"queries per layer; min_tokens {c['min_tokens']}, pool {c['pool']}; {result['device']}, "
         f"{result['seconds']} s.", "",
         f"**gamma_decode {gamma}: visual KV {head['size_ratio']:.2f}x smaller (target >= {head['target_ratio']}x), "
