@@ -54,6 +54,14 @@ class VideoChat:
         store.add_message(self.session_id, "user", question, {"ids": q_ids})
         store.add_message(self.session_id, "assistant", answer, {"ids": a_ids, "result": result.as_dict()})
 
+    def _decode_info(self) -> dict | None:
+        """How this answer was decoded: gamma_decode, the share of visual KV it kept, CUDA graph or not."""
+        slim = self.conv.stats.get("slim")
+        if slim is None:
+            return None
+        return {"gamma_decode": self.app.config.gamma_decode, "kept_visual_share": slim.get("kept_visual_share"),
+                "cuda_graph": slim.get("graph", False)}
+
     def ask(self, question: str, params: SamplingParams | None = None) -> Iterator[str]:
         """Stream the answer to `question` as text pieces; `self.last` holds the result afterwards."""
         params = params or SamplingParams()
@@ -94,7 +102,7 @@ class VideoChat:
                     "reused": reused},
             frames={"count": len(self.video.timestamps_s), "timestamps_s": self.video.timestamps_s},
             stop_reason=stop_reason, extra={"turn": len(self.turns), "entry_id": self.video.entry_id,
-                                            "sparse": self.video.extra.get("sparse")})
+                                            "sparse": self.video.extra.get("sparse"), "decode": self._decode_info()})
         self._persist(question, ids, answer, answer_ids, self.last)
         if self.session_id is not None:
             self.last.extra["session_id"] = self.session_id

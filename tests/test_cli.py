@@ -89,7 +89,10 @@ def test_ask_with_a_slimmed_decode_kv(data_dir, clips):
     out = _run(["ask", str(clips[0]), "What happens?", "--model", "tiny", "--json", "--max-new-tokens", "6",
                 "--gamma-decode", "0.5"], data_dir)
     assert out.returncode == 0, out.stderr
-    assert 0 < json.loads(out.stdout)["tokens"]["generated"] <= 6
+    obj = json.loads(out.stdout)
+    assert 0 < obj["tokens"]["generated"] <= 6
+    assert obj["decode"]["gamma_decode"] == 0.5 and 0 < obj["decode"]["kept_visual_share"] < 1
+    assert obj["decode"]["cuda_graph"] is False  # CPU: the same step, eager
 
 
 def test_gpu_only_option_without_gpu_is_refused(data_dir, clips):
