@@ -61,43 +61,34 @@ def loads_only(w, block_n=8, block_k=512):
 
 
 def graph_us(fn, reps=20):
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    g.replay()
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    for _ in range(reps):
-        g.replay()
-    b.record()
-    b.synchronize()
-    return 1000 * a.elapsed_time(b) / reps
+    """µs per replay of a CUDA graph of fn() (the decode bench's own timer)."""
+    from omnivideo_app.bench.decode_breakdown import graph_ms
+
+    return 1000 * graph_ms(fn, reps)
 
 
-def gemv_probe() -> list[dict]:
+def nf4_copies(n: int, k: int) -> list:
+    """NF4Weights of random [n, k] matrices, enough copies (> 400 MB) that a pass is never served from L2."""
     import bitsandbytes as bnb
     from engine.nf4_linear import nf4_weight
 
+    ws = []
+    for _ in range(max(2, int(400e6 // (n * k // 2)))):
+        q = bnb.nn.Linear4bit(k, n, bias=False, compute_dtype=torch.bfloat16, compress_statistics=True,
+                              quant_type="nf4")
+        q.weight = bnb.nn.Params4bit(torch.randn(n, k) * 0.02, requires_grad=False, quant_type="nf4",
+                                     compress_statistics=True)
+        ws.append(nf4_weight(q.to("cuda")))
+    return ws
+
+
+def gemv_probe() -> list[dict]:
     dev = torch.device("cuda")
     sms = torch.cuda.get_device_properties(dev).multi_processor_count
     rows = []
     for n, k in [(37888, 3584), (3584, 18944), (3584, 3584), (4608, 3584)]:
-        copies = max(2, int(400e6 // (n * k // 2)))
-        mods = []
-        for _ in range(copies):
-            q = bnb.nn.Linear4bit(k, n, bias=False, compute_dtype=torch.bfloat16, compress_statistics=True,
-                                  quant_type="nf4")
-            q.weight = bnb.nn.Params4bit(torch.randn(n, k) * 0.02, requires_grad=False, quant_type="nf4",
-                                         compress_statistics=True)
-            mods.append(q.to(dev))
-        ws = [nf4_weight(m) for m in mods]
+        ws = nf4_copies(n, k)
+        copies = len(ws)
         per = sum(t.numel() * t.element_size() for t in (ws[0].packed, ws[0].absmax, ws[0].absmax_scale))
         x = torch.randn(1, k, dtype=torch.bfloat16, device=dev)
         ref = nf4_gemv(x.float(), ws[0], lut=False)
@@ -120,7 +111,7 @@ def gemv_probe() -> list[dict]:
                 row[key.replace("_us", "_GBps")] = round(per / row[key] / 1e3, 1)
         print(json.dumps(row), flush=True)
         rows.append(row)
-        del mods, ws
+        del ws
         torch.cuda.empty_cache()
     return rows
 
@@ -129,20 +120,14 @@ def plan_sweep() -> list[dict]:
     """Tile plans of the routed kernel (x converted before its broadcast) on the step's four GEMV shapes."""
     import itertools
 
-    import bitsandbytes as bnb
-    from engine.nf4_linear import nf4_weight
     from kernels.nf4_gemv import GemvPlan
 
     dev = torch.device("cuda")
     sms = torch.cuda.get_device_properties(dev).multi_processor_count
     rows = []
     for n, k in [(3584, 18944), (3584, 3584), (4608, 3584), (37888, 3584)]:
-        copies = max(2, int(400e6 // (n * k // 2)))
-        ws = []
-        for _ in range(copies):
-            q = bnb.nn.Linear4bit(k, n, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4")
-            q.weight = bnb.nn.Params4bit(torch.randn(n, k) * 0.02, requires_grad=False, quant_type="nf4")
-            ws.append(nf4_weight(q.to(dev)))
+        ws = nf4_copies(n, k)
+        copies = len(ws)
         x = torch.randn(1, k, dtype=torch.bfloat16, device=dev)
         default = default_plan(1, n, k, 64, sms)
         for bk, sp, nw in itertools.product((256, 512, 1024), (1, 2, 4, 8), (4, 8)):
