@@ -42,6 +42,20 @@ def assert_close(name: str, actual: torch.Tensor, expected: torch.Tensor, rel_rm
         assert diff.max().item() <= atol, msg
 
 
+def capture_graph(fn):
+    """(CUDA graph, output) of fn(): warmed up once on a side stream first (Triton compiles, cuBLAS and
+    bitsandbytes set up there, not inside the capture). The output tensors are the graph's static ones."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    return graph, out
+
+
 # -- shared fixtures ----------------------------------------------------------------------------------
 from pathlib import Path  # noqa: E402
 

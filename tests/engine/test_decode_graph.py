@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import assert_close
+from conftest import assert_close, capture_graph
 from engine.engine import Engine
 from engine.decode_graph import DecodeStep
 from engine.layer_stager import LayerStager
@@ -106,14 +106,7 @@ def test_bitsandbytes_nf4_linear_is_capturable():
     lin = lin.cuda()
     x = torch.randn(1, 1, 3584, dtype=torch.bfloat16, device="cuda")
     with torch.inference_mode():
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            lin(x)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            y = lin(x)
+        graph, y = capture_graph(lambda: lin(x))
         for seed in range(3):
             x.copy_(torch.randn(1, 1, 3584, generator=torch.Generator().manual_seed(seed)).to(x))
             graph.replay()

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import DEVICE, assert_close, requires_gpu
+from conftest import DEVICE, assert_close, capture_graph, requires_gpu
 from engine.nf4_fusion import group_of
 from engine.nf4_linear import nf4_weight, route_nf4_linears, unroute_nf4_linears
 from kernels.reference.nf4 import NF4Weight, absmax_reference, nf4_matmul_reference
@@ -123,14 +123,7 @@ def test_fused_qkv_in_bf16_is_capturable_and_matches():
     with torch.inference_mode():
         expected = _reference(att, h)
         eager = att(h)
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            att(h)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            captured = att(h)
+        graph, captured = capture_graph(lambda: att(h))
         graph.replay()
         torch.cuda.synchronize()
     for name, e, c, want in zip("qkv", eager, captured, expected):

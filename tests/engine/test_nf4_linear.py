@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import DEVICE, assert_close
+from conftest import DEVICE, assert_close, capture_graph
 from engine.engine import Engine
 from engine.loading import LoadOptions, load_model
 from engine.nf4_linear import nf4_weight, route_nf4_linears, unroute_nf4_linears
@@ -119,14 +119,7 @@ def test_routed_linear4bit_is_capturable():
     assert route_nf4_linears(lin, enabled=True) == 1
     x = torch.randn(1, 1, 3584, dtype=torch.bfloat16, device="cuda")
     with torch.inference_mode():
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            lin(x)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            y = lin(x)
+        graph, y = capture_graph(lambda: lin(x))
         for seed in range(3):
             x.copy_(torch.randn(1, 1, 3584, generator=torch.Generator().manual_seed(seed)).to(x))
             graph.replay()
