@@ -60,6 +60,16 @@ def capture_graph(fn):
 from pathlib import Path  # noqa: E402
 
 
+@pytest.fixture
+def triton_kernels():
+    """Run the Triton kernels where the engine would pick their references (CPU: the interpreter, fp32/fp16).
+    Modules that test a kernel inside the engine use it: `pytestmark = pytest.mark.usefixtures("triton_kernels")`."""
+    from omnivideo.kernels import backend
+
+    with backend("triton"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """One OmniVideo data dir for the session (the tiny checkpoint is built into it once)."""
@@ -69,7 +79,7 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny(data_dir):
     """The tiny Qwen2.5-VL, built offline and loaded through `from_pretrained` (fp32, CPU or GPU)."""
-    from engine.loading import LoadOptions, load_model
+    from omnivideo.engine.loading import LoadOptions, load_model
 
     return load_model(LoadOptions(model="tiny", models_dir=data_dir / "models", dtype="float32", quant="none"))
 

@@ -129,7 +129,7 @@ def test_error_boundary_translates_out_of_memory(exc, line, capsys):
     import click
     import torch
 
-    from omnivideo_app.console import ErrorBoundaryGroup
+    from omnivideo.cli.console import ErrorBoundaryGroup
 
     @click.group(cls=ErrorBoundaryGroup)
     def group():
@@ -148,8 +148,8 @@ def test_error_boundary_translates_out_of_memory(exc, line, capsys):
 
 def test_app_engine_decodes_through_the_engine_loop(tmp_path):
     """Every app answer streams from the static-buffer decode loop, at the configured gamma_decode."""
-    from omnivideo_app.app import App
-    from omnivideo_app.config import AppConfig
+    from omnivideo.app.app import App
+    from omnivideo.app.config import AppConfig
 
     engine = App(AppConfig(data_dir=tmp_path, model="tiny", gamma_decode=0.8)).engine
     assert engine.slim_decode is not None and engine.slim_decode.gamma_decode == 0.8

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import make_clip
-from engine.sampling import SamplingParams
-from omnivideo_app.app import App
-from omnivideo_app.config import AppConfig
+from omnivideo.engine.sampling import SamplingParams
+from omnivideo.app.app import App
+from omnivideo.app.config import AppConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_OPEN = 0x20
@@ -102,8 +102,8 @@ def test_changed_inputs_miss(home, tmp_path, data_dir):
 
 
 def test_prompt_prefix_is_part_of_the_key(home, tmp_path):
-    from engine.prompt import ChatFormat
-    from omnivideo_app.library import cache_key
+    from omnivideo.engine.prompt import ChatFormat
+    from omnivideo.app.library import cache_key
 
     video = make_clip(tmp_path / "p.mp4", seconds=2, seed=3)
     app = App(AppConfig(data_dir=home, model="tiny"))

@@ -19,7 +19,7 @@ timeout 90 python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests/kernels/tes
   | tee -a "$OUT/decode_tests.log" | tail -4
 echo "tests rc=${PIPESTATUS[0]}"
 step "bench decode"
-timeout 290 python3 -m omnivideo_app.bench.decode --out "$OUT/decode" 2>&1 | tee "$OUT/bench_decode.log" \
+timeout 290 python3 -m omnivideo bench decode --out "$OUT/decode" 2>&1 | tee "$OUT/bench_decode.log" \
   | grep -v "^\s*$" | tail -40
 echo "bench rc=${PIPESTATUS[0]}"
 step "done in $(( $(date +%s) - T0 )) s"

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.nf4_gemv import _nf4_gemv_kernel, default_plan, nf4_gemv
+from omnivideo.kernels.nf4.nf4_gemv import _nf4_gemv_kernel, default_plan, nf4_gemv
 
 OUT = os.environ.get("OUT", "/tmp/gpu_out")
 
@@ -62,7 +62,7 @@ def loads_only(w, block_n=8, block_k=512):
 
 def graph_us(fn, reps=20):
     """µs per replay of a CUDA graph of fn() (the decode bench's own timer)."""
-    from omnivideo_app.bench.decode_breakdown import graph_ms
+    from omnivideo.bench.decode.breakdown import graph_ms
 
     return 1000 * graph_ms(fn, reps)
 
@@ -70,7 +70,7 @@ def graph_us(fn, reps=20):
 def nf4_copies(n: int, k: int) -> list:
     """NF4Weights of random [n, k] matrices, enough copies (> 400 MB) that a pass is never served from L2."""
     import bitsandbytes as bnb
-    from engine.nf4_linear import nf4_weight
+    from omnivideo.engine.fused.nf4_linear import nf4_weight
 
     ws = []
     for _ in range(max(2, int(400e6 // (n * k // 2)))):
@@ -120,7 +120,7 @@ def plan_sweep() -> list[dict]:
     """Tile plans of the routed kernel (x converted before its broadcast) on the step's four GEMV shapes."""
     import itertools
 
-    from kernels.nf4_gemv import GemvPlan
+    from omnivideo.kernels.nf4.nf4_gemv import GemvPlan
 
     dev = torch.device("cuda")
     sms = torch.cuda.get_device_properties(dev).multi_processor_count
@@ -164,12 +164,12 @@ def dump_sass() -> None:
 def profile_step(context: int = 8192) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
-    from engine.engine import Engine
-    from engine.question_prefill import host_conversation
-    from engine.sampling import SamplingParams
-    from engine.slim_decode import SlimDecodeConfig
-    from omnivideo_app.bench.decode import _prefix_ids
-    from omnivideo_app.bench.decode_model import random_model, synthetic_kv
+    from omnivideo.engine.engine import Engine
+    from omnivideo.engine.prefill.question_prefill import host_conversation
+    from omnivideo.engine.sampling import SamplingParams
+    from omnivideo.engine.decode.slim_decode import SlimDecodeConfig
+    from omnivideo.bench.decode.decode import _prefix_ids
+    from omnivideo.bench.random_model import random_model, synthetic_kv
 
     dev = torch.device("cuda")
     loaded = random_model("7b", dev, "nf4")

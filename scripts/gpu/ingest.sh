@@ -6,20 +6,8 @@
 #     -c:v libx264 -preset veryfast -crf 40 -g 250 -pix_fmt yuv420p .carry/ingest_1080p.mp4   (15 MB)
 set -uo pipefail
 source scripts/gpu/preamble.sh
-export OPENCV_LOG_LEVEL=SILENT OPENCV_FFMPEG_LOGLEVEL=-8
-step() { echo "=== $1 ($(date +%T), ${SECONDS}s)"; }
 step env
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/env.txt"
-nproc | sed 's/^/cpu cores: /' | tee -a "$OUT/env.txt"
-python3 - <<'PY' 2>&1 | tee -a "$OUT/env.txt"
-import torch, triton, transformers, bitsandbytes, cv2
-print("torch", torch.__version__, "cuda", torch.version.cuda, "triton", triton.__version__,
-      "transformers", transformers.__version__, "bitsandbytes", bitsandbytes.__version__, "cv2", cv2.__version__)
-try:
-    import matplotlib; print("matplotlib", matplotlib.__version__)
-except ImportError:
-    print("no matplotlib: plots are re-rendered on the CPU machine from ingest.json (--from-json)")
-PY
+record_env
 ls -la .carry/ 2>&1 | tee -a "$OUT/env.txt" || echo "no .carry/: the end-to-end run is skipped"
 
 step "pipelined ingest tests on CUDA (tiny model: stages, cancel, look-ahead; bit identity is a CPU test)"
@@ -28,7 +16,7 @@ timeout 60 python3 -m pytest -q -p no:cacheprovider tests/engine/test_ingest_pip
 echo "tests rc=${PIPESTATUS[0]}"
 
 step "bench ingest (random Qwen2.5-VL-7B: build + NF4 ~1 min, then 8K-64K x ours dense/balanced/HF, then e2e)"
-timeout 230 python3 -m omnivideo_app.bench.ingest --out "$OUT/ingest" > "$OUT/bench_ingest.log" 2>&1
+timeout 230 python3 -m omnivideo bench ingest --out "$OUT/ingest" > "$OUT/bench_ingest.log" 2>&1
 rc=$?
 echo "bench rc=$rc (124 = timed out: ingest.json holds the sizes finished so far)"
 grep -v "^|" "$OUT/bench_ingest.log" | grep -iv "warn" | tail -25

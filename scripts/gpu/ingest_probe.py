@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from engine.engine import Engine, EngineConfig
-from engine.sparse_prefill import PRESETS
-from engine.vision_attention import VISION_ATTN_NAME, set_vision_attention
-from omnivideo_app.bench.decode_model import random_model
-from omnivideo_app.bench.ingest_e2e import run_e2e
-from omnivideo_app.video import SamplingConfig
+from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.engine.prefill.sparse_prefill import PRESETS
+from omnivideo.engine.fused.vision_tower import VISION_ATTN_NAME, set_vision_attention
+from omnivideo.bench.random_model import random_model
+from omnivideo.bench.ingest.e2e import run_e2e
+from omnivideo.app.video import SamplingConfig
 
 VIDEO = Path(".carry/ingest_1080p.mp4")
 loaded = random_model("7b", torch.device("cuda"), "nf4", full_vision=True)

@@ -31,8 +31,8 @@ if want bench; then
 step "microbench: GB/s of our GEMV vs bitsandbytes (CUDA graphs, weights cycled past L2)"
 timeout ${BENCH_TIMEOUT:-150} python3 - <<'PY' 2>&1 | tee "$OUT/nf4_bench.log"
 import json, os, itertools, torch, triton, bitsandbytes as bnb
-from engine.nf4_linear import route_nf4_linears, unroute_nf4_linears, nf4_weight
-from kernels.nf4_gemv import GemvPlan, default_plan, nf4_gemv
+from omnivideo.engine.fused.nf4_linear import route_nf4_linears, unroute_nf4_linears, nf4_weight
+from omnivideo.kernels.nf4.nf4_gemv import GemvPlan, default_plan, nf4_gemv
 
 torch.manual_seed(0)
 dev = torch.device("cuda")
@@ -113,8 +113,8 @@ if want decode; then
 step "bench decode at 32K/64K, NF4 matmuls through our GEMV"
 timeout 170 python3 - <<'PY' 2>&1 | tee "$OUT/nf4_decode.log" | grep -v "^  warnings.warn" | tail -40
 import os
-import omnivideo_app.bench.decode as bench
-from engine.nf4_linear import route_nf4_linears
+import omnivideo.bench.decode.decode as bench
+from omnivideo.engine.fused.nf4_linear import route_nf4_linears
 
 make = bench.random_model
 def routed(*args, **kwargs):  # the bench builds its model without load_model, which routes NF4 models

@@ -21,12 +21,12 @@ print("sdpa backends: flash", torch.backends.cuda.flash_sdp_enabled(), "cudnn", 
 PY
 
 step "end-to-end prefill bench (random Qwen2.5-VL-7B, NF4, 32K + 64K; JSON after each length)"
-# INFO logs show which dense backend engine/attention.py picked and why (checks, failures)
+# INFO logs show which dense backend omnivideo/engine/attention.py picked and why (checks, failures)
 timeout 200 python3 - --out "$OUT/prefill_e2e" <<'PY' 2>&1 | tee "$OUT/prefill_e2e.log" | grep -v "^\s*$" | tail -40
 import logging, sys
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-logging.getLogger("engine.attention").setLevel(logging.INFO)
-from omnivideo_app.bench.prefill_e2e import main
+logging.getLogger("omnivideo.engine.attention").setLevel(logging.INFO)
+from omnivideo.bench.prefill.e2e import main
 main(sys.argv[1:])
 PY
 echo "prefill_e2e rc=${PIPESTATUS[0]} (124 = timed out; e2e.json keeps the finished lengths)"
@@ -47,10 +47,10 @@ from pathlib import Path
 from conftest import make_clip
 make_clip(Path("/tmp/prefill_clip.mp4"), seconds=6, fps=10, size=(448, 336), seed=3)
 PY
-timeout 60 python3 -m omnivideo_app.bench.capture /tmp/prefill_clip.mp4 --model tiny --data-dir /tmp/ovd_prefill \
+timeout 60 python3 -m omnivideo bench capture /tmp/prefill_clip.mp4 --model tiny --data-dir /tmp/ovd_prefill \
   --layers 0 1 --out "$OUT/qk_tiny.safetensors" 2>&1 | tee "$OUT/capture.log" | tail -5
 echo "capture rc=${PIPESTATUS[0]}"
-timeout 45 python3 -m omnivideo_app.bench.prefill_kernels --qk "$OUT/qk_tiny.safetensors" --densities 0.5 \
+timeout 45 python3 -m omnivideo bench prefill --qk "$OUT/qk_tiny.safetensors" --densities 0.5 \
   --out "$OUT/qk_bench" 2>&1 | tee "$OUT/qk_bench.log" | tail -12
 echo "kernel bench on capture rc=${PIPESTATUS[0]}"
 step "done in $(( $(date +%s) - T0 )) s"

@@ -21,7 +21,7 @@ timeout 120 python3 scripts/gpu/prefill_probe.py "$OUT/prefill_probe.json" 2>&1 
 echo "probe rc=${PIPESTATUS[0]}"
 
 step "kernel bench + fidelity (bench prefill)"
-timeout 300 python3 -m omnivideo_app.bench.prefill_kernels --out "$OUT/prefill_kernels" 2>&1 \
+timeout 300 python3 -m omnivideo bench prefill --out "$OUT/prefill_kernels" 2>&1 \
   | tee "$OUT/prefill_kernels.log" | grep -v "^\s*$" | tail -45
 echo "kernel bench rc=${PIPESTATUS[0]}"
 step "done in $(( $(date +%s) - T0 )) s"

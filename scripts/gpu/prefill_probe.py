@@ -14,10 +14,10 @@ import sys
 import torch
 from triton.testing import do_bench
 
-from engine.sparse_prefill import SparsePrefill
-from kernels.block_sparse_attention import block_sparse_attention, tuned_configs
-from kernels.estimate import estimate
-from kernels.sparse_plan import SparseParams, build_block_lists
+from omnivideo.engine.prefill.sparse_prefill import SparsePrefill
+from omnivideo.kernels.sparse_prefill.block_sparse_attention import block_sparse_attention, tuned_configs
+from omnivideo.kernels.sparse_prefill.estimate import estimate
+from omnivideo.kernels.sparse_prefill.sparse_plan import SparseParams, build_block_lists
 
 HQ, HKV, D = 28, 4, 128
 dev = torch.device("cuda")
@@ -78,7 +78,7 @@ def chunk_call(n: int = 32768, chunk: int = 4096, density: float = 0.25) -> dict
            "attention_ms": bench(lambda: block_sparse_attention(q, k, v, lists, q_offset=off, scale=scale)),
            "sparse_call_ms": bench(lambda: sp(None, q[None], k[None], v[None], scale)),
            "density": float(lists.density)}
-    from engine.attention import _lse_cudnn, _split_attention
+    from omnivideo.engine.attention import _lse_cudnn, _split_attention
     res["dense_split_cudnn_ms"] = bench(lambda: _split_attention(q[None], k[None], v[None], scale, _lse_cudnn))
     print("chunk call:", json.dumps({k: round(v, 4) for k, v in res.items()}), flush=True)
     return res

@@ -20,7 +20,7 @@ python3 - <<'PY' 2>&1 | tee -a "$OUT/vision_env.txt"
 import torch, triton, transformers
 print("torch", torch.__version__, "cuda", torch.version.cuda, "triton", triton.__version__,
       "transformers", transformers.__version__)
-from engine.vision_attention import VISION_ATTN_NAME, register_vision_attention
+from omnivideo.engine.fused.vision_attention import VISION_ATTN_NAME, register_vision_attention
 from transformers.utils.generic import is_flash_attention_requested
 register_vision_attention()
 print("vision attention name", VISION_ATTN_NAME, "-> flash path:",
@@ -46,9 +46,9 @@ timeout 30 python3 - "$OUT" > "$OUT/vision_block_kernels.log" 2>&1 <<'PY'
 import json, os, sys, torch, triton
 from transformers.activations import ACT2FN
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRMSNorm, apply_rotary_pos_emb_vision
-from kernels.rms_norm import add_rms_norm, rms_norm
-from kernels.silu_mul import silu_mul
-from kernels.vision_rotary import rotary_qk
+from omnivideo.kernels.layers.rms_norm import add_rms_norm, rms_norm
+from omnivideo.kernels.layers.silu_mul import silu_mul
+from omnivideo.kernels.layers.vision_rotary import rotary_qk
 n, c, h, d, i = 131072, 1280, 16, 80, 3456          # 32K visual tokens; MLP width padded to 3456
 bf = dict(device="cuda", dtype=torch.bfloat16)
 x, delta = torch.randn(n, c, **bf), torch.randn(n, c, **bf)
@@ -81,7 +81,7 @@ status block_kernels $?
 cat "$OUT/vision_block_kernels.log"
 
 step "bench vision: 32K/16K/8K visual tokens, ours vs sdpa (same model and pixels)"
-timeout 90 python3 -m omnivideo_app.bench.vision_tower --out "$OUT/vision" --tokens 32768 16384 8192 \
+timeout 90 python3 -m omnivideo bench vision --out "$OUT/vision" --tokens 32768 16384 8192 \
   > "$OUT/vision_bench.log" 2>&1
 status bench $?
 tail -45 "$OUT/vision_bench.log"

@@ -7,11 +7,12 @@ import torch
 from safetensors import safe_open
 
 from conftest import make_clip
-from engine.engine import Engine, EngineConfig
-from engine.prompt import ChatFormat
-from omnivideo_app.bench.capture import CaptureConfig, capture, load_qk, main
-from omnivideo_app.errors import ConfigError
-from omnivideo_app.video import SamplingConfig, sample_video, to_model_inputs
+from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.engine.prompt import ChatFormat
+from cli_runner import run_cli
+from omnivideo.bench.capture import CaptureConfig, capture, load_qk
+from omnivideo.errors import ConfigError
+from omnivideo.app.video import SamplingConfig, sample_video, to_model_inputs
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_whole_prefix_capture_spans_every_chunk(tiny, clip, tmp_path):
 
 
 def test_prefill_bench_runs_on_the_capture(captured, tmp_path):
-    from omnivideo_app.bench.prefill_kernels import run_kernel_bench
+    from omnivideo.bench.prefill.kernels import run_kernel_bench
 
     out, _ = captured
     result = run_kernel_bench(out_dir=tmp_path, small=True, qk=out)
@@ -87,6 +88,5 @@ def test_bad_inputs_are_named_errors(tmp_path, clip):
         load_qk(tmp_path / "missing.safetensors")
     with pytest.raises(ConfigError):
         CaptureConfig(kv_heads=0)
-    with pytest.raises(SystemExit) as e:
-        main([str(tmp_path / "none.mp4"), "--out", str(tmp_path / "x.safetensors")])
-    assert e.value.code == 2
+    result = run_cli("bench", "capture", tmp_path / "none.mp4", "--out", tmp_path / "x.safetensors")
+    assert result.exit_code == 2 and result.stderr.startswith("error:") and "none.mp4" in result.stderr

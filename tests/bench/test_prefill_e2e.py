@@ -6,12 +6,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from engine.engine import Engine, EngineConfig
-from omnivideo_app.bench.decode_model import random_model
-from omnivideo_app.bench.prefill_e2e import SMALL, E2EConfig, acceptance, run, variants
-from omnivideo_app.bench.prefill_e2e_timing import (AttentionClock, embed_prefix, encode_video, prefill, prefix_ids,
+from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.bench.random_model import random_model
+from omnivideo.bench.prefill.e2e import SMALL, E2EConfig, acceptance, run, variants
+from omnivideo.bench.prefill.e2e_timing import (AttentionClock, embed_prefix, encode_video, prefill, prefix_ids,
                                                     synthetic_video)
-from omnivideo_app.errors import ConfigError
+from omnivideo.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_variants_and_targets():
 
 
 def test_report_keeps_failed_variants_and_backends_visible(tmp_path):
-    from omnivideo_app.bench.prefill_e2e_report import report_markdown, write_e2e_report
+    from omnivideo.bench.prefill.e2e_report import report_markdown, write_e2e_report
 
     ok = {"name": "dense", "why": "baseline", "prefill_s": 2.0, "attention_s": 0.5, "linear_s": 1.5, "peak_gb": 9.0}
     failed = {"name": "sparse@25%", "why": "issue target", "density": 0.25, "error": "RuntimeError: out of memory"}
@@ -100,7 +100,7 @@ def test_report_keeps_failed_variants_and_backends_visible(tmp_path):
 
 
 def test_nf4_dequantization_pass_is_timed_only_for_nf4_models(tiny_random):
-    from omnivideo_app.bench.prefill_e2e_timing import nf4_dequant_s
+    from omnivideo.bench.prefill.e2e_timing import nf4_dequant_s
 
     assert nf4_dequant_s(tiny_random) is None
     assert nf4_dequant_s(random_model("tiny", torch.device("cpu"), quant="nf4")) > 0

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from omnivideo_app.bench.prefill_kernels import BenchConfig, run_kernel_bench
-from omnivideo_app.bench.workload import head_weights, structured_qk
-from omnivideo_app.errors import ConfigError
+from omnivideo.bench.prefill.kernels import BenchConfig, run_kernel_bench
+from omnivideo.bench.workload import head_weights, structured_qk
+from omnivideo.errors import ConfigError
 
 FRAMES, PATCHES, HQ, HKV, D = 12, 64, 8, 2, 64
 

@@ -1,8 +1,8 @@
 """The decode-slimming benchmark on a tiny structured workload: sweep invariants and written report."""
 import json
 
-from omnivideo_app.bench.slimming import SlimmingBench, run
-from omnivideo_app.bench.slimming_report import write_report
+from omnivideo.bench.slimming.slimming import SlimmingBench, run
+from omnivideo.bench.slimming.report import write_report
 
 TINY = SlimmingBench(num_q_heads=4, num_kv_heads=2, head_dim=32, frames=3, patches=16, observe=8,
                      decode_queries=24, layers=2, min_tokens=4, kernel_queries=1)

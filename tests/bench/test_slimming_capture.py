@@ -4,14 +4,15 @@ import pytest
 import torch
 
 from conftest import make_clip
-from engine.engine import Engine, EngineConfig
-from engine.prompt import ChatFormat
-from engine.sampling import SamplingParams
-from omnivideo_app.bench.capture import CaptureConfig, capture, load_qk
-from omnivideo_app.bench.slimming import SlimmingBench, main, run
-from omnivideo_app.bench.slimming_capture import captured_slimming
-from omnivideo_app.errors import ConfigError
-from omnivideo_app.video import SamplingConfig, sample_video, to_model_inputs
+from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.engine.prompt import ChatFormat
+from omnivideo.engine.sampling import SamplingParams
+from omnivideo.bench.capture import CaptureConfig, capture, load_qk
+from cli_runner import bench_ok, run_cli
+from omnivideo.bench.slimming.slimming import SlimmingBench, run
+from omnivideo.bench.slimming.captured import captured_slimming
+from omnivideo.errors import ConfigError
+from omnivideo.app.video import SamplingConfig, sample_video, to_model_inputs
 
 QUESTION = "What moves in this clip?"
 ANSWER = 6
@@ -62,18 +63,17 @@ def test_slimming_runs_on_the_capture(turn_file, tmp_path):
     assert sweep[-1]["size_ratio"] == 1.0 and sweep[-1]["error_mean"] < 1e-5  # gamma 1 keeps every token
     assert all(hi["size_ratio"] <= lo["size_ratio"] for lo, hi in zip(sweep, sweep[1:]))
     assert result["captured"] and "captured Q/K of tiny" in result["workload"]
-    main(["--qk", str(out), "--out", str(tmp_path)])
+    bench_ok("slimming", "--qk", out, "--out", tmp_path)
     assert (tmp_path / "report.md").read_text().startswith("# Decode KV slimming (mechanism 3) on captured Q/K")
 
 
-def test_a_prefix_only_capture_is_refused(tiny, clip, tmp_path, capsys):
+def test_a_prefix_only_capture_is_refused(tiny, clip, tmp_path):
     plain = tmp_path / "prefix.safetensors"
     capture(clip, plain, loaded=tiny, config=CaptureConfig(layers=(1,), max_tokens=100))
     with pytest.raises(ConfigError, match="--question and --answer-tokens"):
         captured_slimming(plain, SlimmingBench())
-    with pytest.raises(SystemExit) as exit_:
-        main(["--qk", str(plain), "--out", str(tmp_path / "r")])
-    assert exit_.value.code == 2 and capsys.readouterr().err.startswith("error:")
+    result = run_cli("bench", "slimming", "--qk", plain, "--out", tmp_path / "r")
+    assert result.exit_code == 2 and result.stderr.startswith("error:") and "--answer-tokens" in result.stderr
 
 
 @pytest.mark.parametrize("kwargs", [dict(answer_tokens=4), dict(question="q", max_tokens=100),

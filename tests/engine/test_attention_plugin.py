@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.attention import (ATTN_NAME, AttentionPlan, dense_causal_attention, offset_backend, register_attention,
+from omnivideo.engine.attention import (ATTN_NAME, AttentionPlan, dense_causal_attention, offset_backend, register_attention,
                               set_offset_backend)
-from engine.vision_attention import VISION_ATTN_NAME
+from omnivideo.engine.fused.vision_attention import VISION_ATTN_NAME
 
 
 def _reference(q, k, v, scale):
@@ -28,7 +28,7 @@ def test_dense_causal_attention_with_a_past_matches_the_definition():
 def test_hook_is_used_by_text_layers_only_and_sees_the_plan(tiny):
     register_attention()
     assert tiny.model.config.text_config._attn_implementation == ATTN_NAME
-    # the vision tower has its own hook (engine/vision_attention.py), never this one
+    # the vision tower has its own hook (omnivideo/engine/fused/vision_attention.py), never this one
     assert tiny.model.config.vision_config._attn_implementation == VISION_ATTN_NAME
     seen = []
     plan = AttentionPlan(observe=lambda module, q, k, v, scale: seen.append((module.layer_idx, q.shape, k.shape)))
@@ -84,7 +84,7 @@ def test_cache_views_with_strided_heads_work_through_the_split_path():
 @pytest.mark.gpu
 def test_cuda_backends_for_chunks_with_a_past_match_the_definition_in_bf16():
     """Each backend that passes its own check computes the definition at Qwen2.5-VL-7B's head layout."""
-    from engine.attention import OFFSET_BACKENDS, _passes_check
+    from omnivideo.engine.attention import OFFSET_BACKENDS, _passes_check
 
     torch.manual_seed(3)
     q = torch.randn(1, 28, 512, 128, device="cuda", dtype=torch.bfloat16)

@@ -3,17 +3,17 @@ import pytest
 import torch
 
 from conftest import assert_close, capture_graph
-from engine.engine import Engine
-from engine.decode_graph import DecodeStep
-from engine.layer_stager import LayerStager
-from engine.loading import LoadOptions, load_model
-from engine.prompt import ChatFormat
-from engine.question_prefill import to_host
-from engine.sampling import SamplingParams
-from engine.slim_decode import SlimDecodeConfig
-from engine.slim_kv import SlimKV
-from kernels.kv_slimming import pack_kv
-from omnivideo_app.video import SamplingConfig, sample_video, to_model_inputs
+from omnivideo.engine.engine import Engine
+from omnivideo.engine.decode.decode_graph import DecodeStep
+from omnivideo.engine.prefill.layer_stager import LayerStager
+from omnivideo.engine.loading import LoadOptions, load_model
+from omnivideo.engine.prompt import ChatFormat
+from omnivideo.engine.prefill.question_prefill import to_host
+from omnivideo.engine.sampling import SamplingParams
+from omnivideo.engine.decode.slim_decode import SlimDecodeConfig
+from omnivideo.engine.decode.slim_kv import SlimKV
+from omnivideo.kernels.decode.kv_slimming import pack_kv
+from omnivideo.app.video import SamplingConfig, sample_video, to_model_inputs
 
 
 def _video(loaded, clip):
@@ -30,15 +30,15 @@ def test_decode_step_equals_the_models_own_forward(tiny, clips):
     turn = chat.first_turn_ids("What happens?")
     with torch.inference_mode():
         conv, ref = engine.ingest(prefix, inputs), engine.ingest(prefix, inputs)
-        logits = engine._forward_text(conv, turn, "text")
-        engine._forward_text(ref, turn, "text")
+        logits = engine.forward_text(conv, turn, "text")
+        engine.forward_text(ref, turn, "text")
         packed = [pack_kv(k, v, None) for k, v in conv.cache.iter_layers()]  # every token: dense KV
         step = DecodeStep(engine, SlimKV(packed, offloaded=set(), tail_capacity=8, device=engine.device,
                                          dtype=packed[0].k.dtype), use_graph=False)
         for i in range(6):
             token = logits.argmax()
             logits = step(token, conv.length + i + conv.rope_delta)
-            expected = engine._forward_text(ref, [int(token)], "decode")
+            expected = engine.forward_text(ref, [int(token)], "decode")
             assert_close(f"step {i}", logits, expected, rel_rms=1e-5)
     assert int(step.slim.tails[0].length) == 6
 

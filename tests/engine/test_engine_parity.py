@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from engine.engine import Engine, EngineConfig
-from engine.prompt import ChatFormat
-from engine.sampling import SamplingParams
-from omnivideo_app.video import SamplingConfig, sample_video, to_model_inputs
+from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.engine.prompt import ChatFormat
+from omnivideo.engine.sampling import SamplingParams
+from omnivideo.app.video import SamplingConfig, sample_video, to_model_inputs
 
 QUESTIONS = ["What happens in this video?", "Describe the scene at minute 3"]
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.engine import Engine, EngineConfig
-from engine.ingest_pipeline import StageTimeline
-from engine.prompt import ChatFormat
-from engine.sampling import SamplingParams
-from omnivideo_app.errors import VideoCancelled
-from omnivideo_app.video import CancelToken, SamplingConfig, frames_to_inputs, sample_video, to_model_inputs
-from omnivideo_app.video.stream import StreamConfig, array_stream, open_video_stream
+from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.timeline import StageTimeline
+from omnivideo.engine.prompt import ChatFormat
+from omnivideo.engine.sampling import SamplingParams
+from omnivideo.errors import VideoCancelled
+from omnivideo.app.video import CancelToken, SamplingConfig, frames_to_inputs, sample_video, to_model_inputs
+from omnivideo.app.video.stream import StreamConfig, array_stream, open_video_stream
 
 SAMPLING = SamplingConfig(fps=2.0)
 # Bit identity is a CPU property of the tiny fp32 model: on a GPU, cuBLAS picks kernels by shape, so a

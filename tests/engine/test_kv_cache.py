@@ -1,7 +1,7 @@
 """OmniCache: preallocated layers behave like a growing cache, and round-trip through tensors."""
 import torch
 
-from engine.kv_cache import OmniCache, OmniLayer
+from omnivideo.engine.kv_cache import OmniCache, OmniLayer
 
 
 def test_layer_appends_and_grows_beyond_reservation():

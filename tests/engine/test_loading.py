@@ -4,9 +4,9 @@ import hashlib
 import pytest
 import torch
 
-from engine.loading import LoadOptions, load_model, resolve_checkpoint, resolve_device
-from engine.tiny_model import ensure_tiny_checkpoint
-from omnivideo_app.errors import DeviceError, ModelError
+from omnivideo.engine.loading import LoadOptions, load_model, resolve_checkpoint, resolve_device
+from omnivideo.engine.tiny_model import ensure_tiny_checkpoint
+from omnivideo.errors import DeviceError, ModelError
 
 
 def _digest(root):
@@ -55,7 +55,7 @@ def test_nf4_skips_the_vision_tower_and_lm_head_but_quantizes_the_decoder(tiny):
     """transformers' own matcher over the real module names: the tower and lm_head stay 16-bit."""
     from transformers.quantizers.quantizers_utils import should_convert_module
 
-    from engine.loading import NF4_SKIP_MODULES
+    from omnivideo.engine.loading import NF4_SKIP_MODULES
 
     names = [n for n, m in tiny.model.named_modules() if isinstance(m, torch.nn.Linear)]
     visual = [n for n in names if ".visual." in f".{n}"]

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from conftest import DEVICE, assert_close, capture_graph, requires_gpu
-from engine.nf4_fusion import group_of
-from engine.nf4_linear import nf4_weight, route_nf4_linears, unroute_nf4_linears
-from kernels.reference.nf4 import NF4Weight, absmax_reference, nf4_matmul_reference
+from omnivideo.engine.fused.nf4_fusion import group_of
+from omnivideo.engine.fused.nf4_linear import nf4_weight, route_nf4_linears, unroute_nf4_linears
+from omnivideo.kernels.nf4.reference import NF4Weight, absmax_reference, nf4_matmul_reference
 
 K = 256
 
@@ -23,7 +23,7 @@ class _Attention(torch.nn.Module):
 
 
 def _nf4(module: torch.nn.Module, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    from omnivideo_app.bench.decode_model import quantize_nf4
+    from omnivideo.bench.random_model import quantize_nf4
 
     torch.manual_seed(seed)
     for p in module.parameters():

@@ -3,15 +3,19 @@ import pytest
 import torch
 
 from conftest import DEVICE, assert_close, capture_graph
-from engine.engine import Engine
-from engine.loading import LoadOptions, load_model
-from engine.nf4_linear import nf4_weight, route_nf4_linears, unroute_nf4_linears
-from engine.prompt import ChatFormat
-from engine.sampling import SamplingParams
-from engine.slim_decode import SlimDecodeConfig
-from kernels.nf4_gemv import nf4_gemv
-from omnivideo_app.bench.decode_model import random_model
-from omnivideo_app.video import SamplingConfig, sample_video, to_model_inputs
+from omnivideo.engine.engine import Engine
+from omnivideo.engine.loading import LoadOptions, load_model
+from omnivideo.engine.fused import nf4_linear
+from omnivideo.engine.fused.nf4_linear import nf4_weight, route_nf4_linears, unroute_nf4_linears
+from omnivideo.kernels import backend as kernel_backend
+from omnivideo.engine.prompt import ChatFormat
+from omnivideo.engine.sampling import SamplingParams
+from omnivideo.engine.decode.slim_decode import SlimDecodeConfig
+from omnivideo.kernels.nf4.nf4_gemv import nf4_gemv
+from omnivideo.bench.random_model import random_model
+from omnivideo.app.video import SamplingConfig, sample_video, to_model_inputs
+
+pytestmark = pytest.mark.usefixtures("triton_kernels")   # the routed GEMV itself, under the interpreter on a CPU
 
 
 def _video(loaded, clip):
@@ -31,8 +35,8 @@ def _answer(loaded, clip, cfg: SlimDecodeConfig | None, n: int) -> tuple[list[in
     with torch.inference_mode():
         conv = engine.ingest(prefix, inputs)
         probe = engine.ingest(prefix, inputs)
-        logits = engine._forward_text(probe, turn[:-1], "text")  # > 4 rows: bitsandbytes either way
-        logits = engine._forward_text(probe, turn[-1:], "decode")  # 1 row: the routed path
+        logits = engine.forward_text(probe, turn[:-1], "text")  # > 4 rows: bitsandbytes either way
+        logits = engine.forward_text(probe, turn[-1:], "decode")  # 1 row: the routed path
         tokens = list(engine.generate(conv, turn, SamplingParams(max_new_tokens=n), []))
     return tokens, logits.float().cpu()
 
@@ -64,14 +68,21 @@ def test_routed_layer_runs_our_gemv_for_few_rows_only():
     assert route_nf4_linears(loaded.model, enabled=False) == 0
 
 
-def test_routing_is_on_by_default_and_the_env_switch_turns_it_off(monkeypatch):
-    monkeypatch.delenv("OMNIVIDEO_NF4_GEMV", raising=False)
+def test_routing_is_on_by_default_and_the_reference_backend_sends_calls_to_bitsandbytes(monkeypatch):
     loaded = random_model("tiny", torch.device(DEVICE), quant="nf4")
     assert unroute_nf4_linears(loaded.model) == 14  # random_model routed them: on by default
-    monkeypatch.setenv("OMNIVIDEO_NF4_GEMV", "0")
-    assert route_nf4_linears(loaded.model) == 0
-    monkeypatch.delenv("OMNIVIDEO_NF4_GEMV", raising=False)
+    assert route_nf4_linears(loaded.model, enabled=False) == 0
     assert route_nf4_linears(loaded.model) == 14
+    layer = loaded.model.model.language_model.layers[0].mlp.down_proj
+    calls = []
+    monkeypatch.setattr(nf4_linear, "nf4_gemv", lambda *a, **k: calls.append(1) or nf4_gemv(*a, **k))
+    x = torch.randn(1, 1, layer.in_features).to(DEVICE)
+    with torch.inference_mode(), kernel_backend("reference"):
+        assert torch.equal(layer(x), type(layer).forward(layer, x))
+    assert calls == []
+    with torch.inference_mode(), kernel_backend("triton"):
+        layer(x)
+    assert calls == [1]
 
 
 @pytest.mark.parametrize("slim", [False, True], ids=["engine-step", "decode-step"])
@@ -91,7 +102,6 @@ def test_load_model_routes_nf4_and_graph_tokens_equal_bitsandbytes(data_dir, cli
     """Routed layers inside the CUDA-graph decode step: graph replay == eager, token for token, and the
     decode logits are close to bitsandbytes' (fp32 and bf16). Token equality with bnb is checked on
     CPU; here a random tiny model's near-ties could flip an argmax between two correct roundings."""
-    monkeypatch.setenv("OMNIVIDEO_NF4_GEMV", "1")
     # float32: the routed GEMV reads fp16-rounded codes (2e-4 relative per matmul), bnb bf16-rounded
     # weights (2.4e-3): measured 1.5e-3 apart in these logits on an H100
     for dtype, tol in (("float32", 5e-3), ("bfloat16", 3e-2)):

@@ -1,14 +1,14 @@
-"""Layer-major prefill rounds (engine/prefix_prefill.py): the same cache and answers as chunk by chunk,
+"""Layer-major prefill rounds (omnivideo/engine/prefill/prefix_prefill.py): the same cache and answers as chunk by chunk,
 NF4 layers dequantized once per round and given back their own forward afterwards."""
 import pytest
 import torch
 
-from engine.engine import Engine, EngineConfig
-from engine.prefix_prefill import dense_weights, plan_rounds
-from engine.sampling import SamplingParams
-from omnivideo_app.bench.decode_model import random_model
-from omnivideo_app.bench.prefill_e2e_timing import prefix_ids, synthetic_video
-from omnivideo_app.errors import ConfigError
+from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.engine.prefill.prefix_prefill import dense_weights, plan_rounds
+from omnivideo.engine.sampling import SamplingParams
+from omnivideo.bench.random_model import random_model
+from omnivideo.bench.prefill.e2e_timing import prefix_ids, synthetic_video
+from omnivideo.errors import ConfigError
 
 bnb = pytest.importorskip("bitsandbytes")
 CPU = torch.device("cpu")

@@ -1,5 +1,5 @@
 """Chat prompts cut from the template equal the template's rendering of the whole conversation."""
-from engine.prompt import ChatFormat
+from omnivideo.engine.prompt import ChatFormat
 
 
 def test_prefix_and_turns_tokenize_like_the_whole_template(tiny):

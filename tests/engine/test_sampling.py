@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from engine.sampling import SamplingParams, sample_next_token
-from omnivideo_app.errors import ConfigError
+from omnivideo.engine.sampling import SamplingParams, sample_next_token
+from omnivideo.errors import ConfigError
 
 
 def test_greedy_is_argmax():

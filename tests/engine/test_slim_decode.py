@@ -9,15 +9,17 @@ import pytest
 import torch
 
 from conftest import assert_close
-from engine.attention import AttentionPlan
-from engine.engine import Engine, EngineConfig
-from engine.prompt import ChatFormat
-from engine.question_prefill import to_host
-from engine.sampling import SamplingParams
-from engine.slim_decode import SlimDecodeConfig, SlimSelector, observed_attention
-from kernels.kv_slimming import select_slim_tokens
-from omnivideo_app.errors import ConfigError
-from omnivideo_app.video import SamplingConfig, sample_video, to_model_inputs
+from omnivideo.engine.attention import AttentionPlan
+from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.engine.prompt import ChatFormat
+from omnivideo.engine.prefill.question_prefill import to_host
+from omnivideo.engine.sampling import SamplingParams
+from omnivideo.engine.decode.slim_decode import SlimDecodeConfig, SlimSelector, observed_attention
+from omnivideo.kernels.decode.kv_slimming import select_slim_tokens
+from omnivideo.errors import ConfigError
+from omnivideo.app.video import SamplingConfig, sample_video, to_model_inputs
+
+pytestmark = pytest.mark.usefixtures("triton_kernels")   # the decode kernel and tail append, under the interpreter on a CPU
 
 SLIM = SlimDecodeConfig(gamma_decode=0.5, min_tokens=4)
 
@@ -175,8 +177,8 @@ def test_host_kv_streamed_prefill_equals_device_prefill(tiny, videos):
     host_conv = to_host(engine, engine.ingest(prefix, inputs))
     turn = chat.first_turn_ids("Who is there?")
     with torch.inference_mode():
-        expected = engine._forward_text(device_conv, turn, "text")
-        logits = engine._forward_text(host_conv, turn, "text")
+        expected = engine.forward_text(device_conv, turn, "text")
+        logits = engine.forward_text(host_conv, turn, "text")
     assert_close("streamed logits", logits, expected, rel_rms=1e-5)
     assert host_conv.length == device_conv.length == host_conv.cache.get_seq_length()
     for (k1, v1), (k2, v2) in zip(host_conv.cache.iter_layers(), device_conv.cache.iter_layers()):
@@ -191,7 +193,7 @@ def test_host_kv_streamed_prefill_equals_device_prefill(tiny, videos):
 def test_dense_decode_copies_a_streamed_kv_and_reads_a_device_cache_in_place(tiny, videos, monkeypatch):
     """gamma_decode = 1: a device cache is read in place (alias_kv); a host conversation's prefill hands
     over staging buffers that later layers overwrite, so its KV is packed (copied) instead."""
-    import engine.slim_decode as slim_decode
+    import omnivideo.engine.decode.slim_decode as slim_decode
 
     chat, vids = videos
     inputs, prefix = vids[0]

@@ -7,12 +7,12 @@ kernel path itself is exercised with gamma = 1 and the fallback off: every block
 """
 import torch
 
-from engine.engine import Engine, EngineConfig
-from engine.prompt import ChatFormat
-from engine.sampling import SamplingParams
-from engine.sparse_prefill import PRESETS
-from kernels.sparse_plan import SparseParams
-from omnivideo_app.video import SamplingConfig, sample_video, to_model_inputs
+from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.engine.prompt import ChatFormat
+from omnivideo.engine.sampling import SamplingParams
+from omnivideo.engine.prefill.sparse_prefill import PRESETS
+from omnivideo.kernels.sparse_prefill.sparse_plan import SparseParams
+from omnivideo.app.video import SamplingConfig, sample_video, to_model_inputs
 
 
 def _run(tiny, clip, sparse, chunk=128):

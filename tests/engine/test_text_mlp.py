@@ -1,13 +1,16 @@
 """The decode-time MLP: SiLU(gate) * up in one kernel over the fused gate|up GEMV output."""
+import pytest
 import torch
 from transformers import Qwen2Config
 from transformers.models.qwen2.modeling_qwen2 import Qwen2MLP
 
 from conftest import DEVICE, assert_close, requires_gpu
-from engine.nf4_fusion import group_of
-from engine.nf4_linear import route_nf4_linears
-from engine.text_mlp import _adjacent_halves, fuse_text_mlp, unfuse_text_mlp
-from omnivideo_app.bench.decode_model import quantize_nf4
+from omnivideo.engine.fused.nf4_fusion import group_of
+from omnivideo.engine.fused.nf4_linear import route_nf4_linears
+from omnivideo.engine.fused.text_mlp import _adjacent_halves, fuse_text_mlp, unfuse_text_mlp
+from omnivideo.bench.random_model import quantize_nf4
+
+pytestmark = pytest.mark.usefixtures("triton_kernels")   # the SiLU*up kernel and the routed GEMV, under the interpreter on a CPU
 
 
 def _mlp(hidden: int = 256, inter: int = 256) -> torch.nn.Module:

@@ -1,11 +1,11 @@
-"""The language model's RMSNorms through `kernels.rms_norm` (engine/text_norm.py): installed by the engine's
+"""The language model's RMSNorms through `omnivideo.kernels.layers.rms_norm` (omnivideo/engine/fused/text_norm.py): installed by the engine's
 loaders, removed for transformers' baseline, the same numbers as transformers' own norms."""
 import pytest
 import torch
 
-from engine.attention import ATTN_NAME
-from engine.text_norm import fuse_text_norms, unfuse_text_norms
-from omnivideo_app.bench.decode_model import random_model, set_text_attention
+from omnivideo.engine.attention import ATTN_NAME
+from omnivideo.engine.fused.text_norm import fuse_text_norms, unfuse_text_norms
+from omnivideo.bench.random_model import random_model, set_text_attention
 
 CPU = torch.device("cpu")
 

@@ -1,12 +1,12 @@
-"""The language model's rotary step through `kernels.text_rotary` (engine/text_rotary.py): installed by
+"""The language model's rotary step through `omnivideo.kernels.layers.text_rotary` (omnivideo/engine/fused/text_rotary.py): installed by
 the engine's loaders, removed for transformers' baseline, active only inside fused attention modules."""
 import pytest
 import torch
 from conftest import DEVICE, assert_close
 
-from engine.attention import ATTN_NAME
-from engine.text_rotary import _ACTIVE, _merged, fuse_text_rotary, unfuse_text_rotary
-from omnivideo_app.bench.decode_model import random_model, set_text_attention
+from omnivideo.engine.attention import ATTN_NAME
+from omnivideo.engine.fused.text_rotary import _ACTIVE, _merged, fuse_text_rotary, unfuse_text_rotary
+from omnivideo.bench.random_model import random_model, set_text_attention
 
 
 def _attns(loaded):

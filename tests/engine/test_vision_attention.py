@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-import engine.vision_attention as va
+import omnivideo.engine.fused.vision_attention as va
 from conftest import assert_close
 from vision_testkit import GRIDS, pixels_for, tower_out, vision_impl
-from engine.engine import Engine
-from engine.vision_attention import VISION_ATTN_NAME, set_vision_attention, vision_attention_of
-from omnivideo_app.errors import ConfigError
+from omnivideo.engine.engine import Engine
+from omnivideo.engine.fused.vision_tower import VISION_ATTN_NAME, set_vision_attention, vision_attention_of
+from omnivideo.errors import ConfigError
 
 
 
@@ -89,7 +89,7 @@ def test_engine_encode_video_equals_sdpa(tiny):
 
 
 def test_random_model_switches_both_ways():
-    from omnivideo_app.bench.decode_model import random_model
+    from omnivideo.bench.random_model import random_model
 
     loaded = random_model("tiny", torch.device("cpu"), quant="none")
     set_vision_attention(loaded.model, VISION_ATTN_NAME)

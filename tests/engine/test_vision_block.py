@@ -1,4 +1,4 @@
-"""The fused vision block (engine/vision_block.py): the tower equals transformers' own, the fused forward
+"""The fused vision block (omnivideo/engine/fused/vision_block.py): the tower equals transformers' own, the fused forward
 really runs (and only for ours), gate/up share one weight, and unsupported blocks keep transformers' forward."""
 import pytest
 import torch
@@ -6,12 +6,12 @@ from torch import nn
 from transformers import Qwen2_5_VLVisionConfig
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
-import engine.vision_attention as va
-import engine.vision_block as vb
+from omnivideo.kernels import backend as kernel_backend
+import omnivideo.engine.fused.vision_block as vb
 from conftest import DEVICE, assert_close
 from vision_testkit import GRIDS, pixels_for, tower_out, vision_impl
-from engine.vision_attention import VISION_ATTN_NAME, set_vision_attention
-from engine.vision_mlp import pad_vision_mlp
+from omnivideo.engine.fused.vision_tower import VISION_ATTN_NAME, set_vision_attention
+from omnivideo.engine.fused.vision_mlp import pad_vision_mlp
 
 OPS = ("rms_norm", "add_rms_norm", "rotary_qk", "silu_mul")
 
@@ -20,7 +20,7 @@ def _count_ops(monkeypatch, backend: str) -> dict[str, int]:
     """Wrap the four ops of `backend` (as `block_ops` looks them up) with call counters."""
     calls = dict.fromkeys(OPS, 0)
     if backend == "triton":
-        from kernels import rms_norm, silu_mul, vision_rotary
+        from omnivideo.kernels.layers import rms_norm, silu_mul, vision_rotary
 
         homes = {"rms_norm": (rms_norm, "rms_norm"), "add_rms_norm": (rms_norm, "add_rms_norm"),
                  "rotary_qk": (vision_rotary, "rotary_qk"), "silu_mul": (silu_mul, "silu_mul")}
@@ -124,12 +124,9 @@ def test_sensitive_tower_equals_transformers(grid, backend, monkeypatch):
         expected = tower(pixels, grid_thw=grid_thw).pooler_output
         pad_vision_mlp(tower)
         assert vb.fuse_vision_blocks(tower) == 2
-        va.set_vision_backend(backend)
-        try:
+        with kernel_backend(backend):
             calls = _count_ops(monkeypatch, backend)
             actual = tower(pixels, grid_thw=grid_thw).pooler_output
-        finally:
-            va.set_vision_backend("auto")
     assert calls == dict.fromkeys(OPS, 2), calls
     assert_close(grid, actual, expected, rel_rms=1e-5)
 
@@ -144,12 +141,9 @@ def test_block_forward_equals_transformers_and_keeps_its_mlp(monkeypatch):
         expected = block(x, cu_seqlens=cu, position_embeddings=rotary)
         mlp_before = block.mlp(x)
         assert vb.fuse_vision_blocks(tower) == 2 and vb.fuse_vision_blocks(tower) == 0     # idempotent
-        va.set_vision_backend("reference")     # counted below; on a GPU "auto" would take the Triton kernels
-        try:
+        with kernel_backend("reference"):     # counted below; on a GPU "auto" would take the Triton kernels
             calls = _count_ops(monkeypatch, "reference")
             actual = block(x, cu_seqlens=cu, position_embeddings=rotary)
-        finally:
-            va.set_vision_backend("auto")
         assert calls["silu_mul"] == 1
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(block.mlp(x), mlp_before, rtol=0, atol=0)
@@ -199,7 +193,7 @@ def test_moved_weights_are_fused_again():
 
 @pytest.fixture(scope="module")
 def random_7b_tower():
-    from omnivideo_app.bench.decode_model import random_model
+    from omnivideo.bench.random_model import random_model
 
     loaded = random_model("7b", torch.device("cuda"), quant="none", full_vision=True)
     yield loaded

@@ -1,9 +1,9 @@
-"""Padding the vision MLP width (engine/vision_mlp.py) changes no output and is undone exactly."""
+"""Padding the vision MLP width (omnivideo/engine/fused/vision_mlp.py) changes no output and is undone exactly."""
 import torch
 from transformers import Qwen2_5_VLVisionConfig
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
-from engine.vision_mlp import pad_vision_mlp, unpad_vision_mlp
+from omnivideo.engine.fused.vision_mlp import pad_vision_mlp, unpad_vision_mlp
 
 
 def _tower(width: int) -> torch.nn.Module:

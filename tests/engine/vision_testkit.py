@@ -3,8 +3,8 @@ from contextlib import contextmanager
 
 import torch
 
-import engine.vision_attention as va
-from engine.vision_attention import VISION_ATTN_NAME, set_vision_attention
+from omnivideo.kernels import backend as kernel_backend
+from omnivideo.engine.fused.vision_tower import VISION_ATTN_NAME, set_vision_attention
 
 PATCH_DIM = 3 * 2 * 14 * 14        # channels x temporal patch x patch x patch
 # grid_thw in patches (t, h, w): one exact 8x8-patch window; odd frame counts; non-square frames;
@@ -22,11 +22,10 @@ GRIDS = {
 def vision_impl(model, impl: str, backend: str = "auto"):
     """Run with `impl` (and our backend) and restore the session model's defaults afterwards."""
     set_vision_attention(model, impl)
-    va.set_vision_backend(backend)
     try:
-        yield
+        with kernel_backend(backend):
+            yield
     finally:
-        va.set_vision_backend("auto")
         set_vision_attention(model, VISION_ATTN_NAME)
 
 

@@ -5,7 +5,7 @@ query block) rows lazy and some active at test sizes (Nk ~ 300, blocks of 16).
 """
 import torch
 
-from kernels.reference.sparse_prefill import BlockLists
+from omnivideo.kernels.sparse_prefill.reference import BlockLists
 
 
 def local_qkv(hq: int, hkv: int, n: int, d: int, dtype: torch.dtype, device: str, seed: int = 0):

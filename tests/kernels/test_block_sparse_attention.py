@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from conftest import DEVICE, assert_close
-from kernels.block_sparse_attention import block_sparse_attention
-from kernels.reference.sparse_prefill import block_sparse_attention_reference
+from omnivideo.kernels.sparse_prefill.block_sparse_attention import block_sparse_attention
+from omnivideo.kernels.sparse_prefill.reference import block_sparse_attention_reference
 from sparse_prefill_inputs import local_qkv, random_lists
 
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]

@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 from conftest import DEVICE, assert_close
 
-from kernels.decode_attention import DecodeTail, decode_attention
-from kernels.kv_slimming import SlimParams, alias_kv, keep_all, pack_kv, select_slim_tokens
-from kernels.reference.decode import decode_attention_reference
+from omnivideo.kernels.decode.decode_attention import DecodeTail, decode_attention
+from omnivideo.kernels.decode.kv_slimming import SlimParams, alias_kv, keep_all, pack_kv, select_slim_tokens
+from omnivideo.kernels.decode.reference import decode_attention_reference
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]

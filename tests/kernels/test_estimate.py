@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from conftest import DEVICE, assert_close
-from kernels.estimate import estimate, pool_blocks
-from kernels.reference.sparse_prefill import (block_lists_reference, block_mask_reference,
+from omnivideo.kernels.sparse_prefill.estimate import estimate, pool_blocks
+from omnivideo.kernels.sparse_prefill.reference import (block_lists_reference, block_mask_reference,
                                               block_windows_reference, estimate_reference, pool_reference)
-from kernels.sparse_plan import SparseParams, build_block_lists
+from omnivideo.kernels.sparse_prefill.sparse_plan import SparseParams, build_block_lists
 from sparse_prefill_inputs import local_qkv
 
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from kernels.kv_slimming import SlimParams, pack_kv, select_slim_tokens, visual_scores
-from kernels.reference.decode import select_slim_tokens_reference
+from omnivideo.kernels.decode.kv_slimming import SlimParams, pack_kv, select_slim_tokens, visual_scores
+from omnivideo.kernels.decode.reference import select_slim_tokens_reference
 
 
 def observation(hq, t_obs, n, sharpness, seed=0, dtype=torch.float64):

@@ -4,8 +4,8 @@ import torch
 from conftest import DEVICE, assert_close
 
 import bitsandbytes.functional as bnbf
-from kernels.nf4_gemv import GemvPlan, default_plan, nf4_gemv
-from kernels.reference.nf4 import NF4Weight, dequantize_nf4_reference, nf4_matmul_reference
+from omnivideo.kernels.nf4.nf4_gemv import GemvPlan, default_plan, nf4_gemv
+from omnivideo.kernels.nf4.reference import NF4Weight, dequantize_nf4_reference, nf4_matmul_reference
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]

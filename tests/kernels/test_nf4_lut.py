@@ -1,4 +1,4 @@
-"""The register lookup of NF4 codes (kernels/nf4_lut.py).
+"""The register lookup of NF4 codes (omnivideo/kernels/nf4/nf4_lut.py).
 
 The PTX itself only runs on a GPU (the gpu-marked GEMV tests compile it). On CPU the instruction
 sequence is executed by a small emulator of the five PTX instructions it uses, on every byte value,
@@ -15,8 +15,8 @@ import triton.language as tl
 from conftest import DEVICE
 
 import bitsandbytes.functional as bnbf
-from kernels.nf4_gemv import stack8
-from kernels.nf4_lut import LUT_ASM, LUT_CONSTRAINTS, lut_words
+from omnivideo.kernels.nf4.nf4_gemv import stack8
+from omnivideo.kernels.nf4.nf4_lut import LUT_ASM, LUT_CONSTRAINTS, lut_words
 
 NF4 = bnbf.get_4bit_type("nf4", device="cpu").float()
 

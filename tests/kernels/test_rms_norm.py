@@ -4,8 +4,8 @@ import torch
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRMSNorm
 
 from conftest import DEVICE, assert_close
-from kernels.reference.rms_norm import add_rms_norm_reference, rms_norm_reference
-from kernels.rms_norm import MAX_C, add_rms_norm, rms_norm
+from omnivideo.kernels.layers.rms_norm_reference import add_rms_norm_reference, rms_norm_reference
+from omnivideo.kernels.layers.rms_norm import MAX_C, add_rms_norm, rms_norm
 
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]
 # fp32 statistics are summed in another order than torch's mean: a rounding flip of the output now and then

@@ -5,8 +5,8 @@ from transformers import Qwen2_5_VLVisionConfig
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLMLP
 
 from conftest import DEVICE, assert_close
-from kernels.reference.silu_mul import silu_mul_reference
-from kernels.silu_mul import silu_mul
+from omnivideo.kernels.layers.silu_mul_reference import silu_mul_reference
+from omnivideo.kernels.layers.silu_mul import silu_mul
 
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]
 TOL = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 4e-3}

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from conftest import DEVICE, assert_close
-from kernels.reference.sparse_prefill import (block_lists_reference, block_sparse_attention_reference,
+from omnivideo.kernels.sparse_prefill.reference import (block_lists_reference, block_sparse_attention_reference,
                                               estimate_reference)
-from kernels.sparse_plan import SparseParams, sparse_attention
+from omnivideo.kernels.sparse_prefill.sparse_plan import SparseParams, sparse_attention
 from sparse_prefill_inputs import local_qkv
 
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from conftest import DEVICE, requires_gpu
-from kernels.decode_attention import DecodeTail
-from kernels.reference.decode import tail_append_reference
-from kernels.tail_append import tail_append
+from omnivideo.kernels.decode.decode_attention import DecodeTail
+from omnivideo.kernels.decode.reference import tail_append_reference
+from omnivideo.kernels.decode.tail_append import tail_append
 
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from conftest import DEVICE, assert_close
 
-from kernels.reference.text_rotary import text_rotary_reference
-from kernels.text_rotary import text_rotary
+from omnivideo.kernels.layers.text_rotary_reference import text_rotary_reference
+from omnivideo.kernels.layers.text_rotary import text_rotary
 
 TOL = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]

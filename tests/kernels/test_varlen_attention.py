@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from conftest import DEVICE, assert_close
-from kernels.reference.varlen_attention import varlen_attention_reference
-from kernels.varlen_attention import varlen_attention, work_table
+from omnivideo.kernels.varlen.reference import varlen_attention_reference
+from omnivideo.kernels.varlen.varlen_attention import varlen_attention, work_table
 
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}

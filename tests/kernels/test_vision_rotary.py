@@ -4,8 +4,8 @@ import torch
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
 
 from conftest import DEVICE, assert_close
-from kernels.reference.vision_rotary import rotary_qk_reference
-from kernels.vision_rotary import rotary_qk
+from omnivideo.kernels.layers.vision_rotary_reference import rotary_qk_reference
+from omnivideo.kernels.layers.vision_rotary import rotary_qk
 
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]
 TOL = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 4e-3}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from storage import FORMAT_VERSION, CacheKey
+from omnivideo.storage import FORMAT_VERSION, CacheKey
 
 REPO = Path(__file__).resolve().parents[2]
 

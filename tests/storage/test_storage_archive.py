@@ -4,8 +4,8 @@ import tarfile
 import pytest
 from storage_testkit import assert_layers_equal, make_key, make_layers
 
-from omnivideo_app.errors import CacheEntryCorrupt, CacheError
-from storage import FORMAT_VERSION, KVStore
+from omnivideo.errors import CacheEntryCorrupt, CacheError
+from omnivideo.storage import FORMAT_VERSION, KVStore
 
 
 @pytest.fixture

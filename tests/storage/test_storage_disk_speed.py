@@ -1,5 +1,5 @@
 """The throughput probe behind `bench cache` runs end to end and cleans up after itself (no speeds asserted)."""
-from storage.disk_speed import measure
+from omnivideo.storage.disk_speed import measure
 
 
 def test_measure_reports_every_rate_and_leaves_nothing(tmp_path):

@@ -7,12 +7,12 @@ import time
 import pytest
 from storage_testkit import assert_layers_equal, child_result, make_key, make_layers, run_child, sha
 
-from omnivideo_app.errors import DiskFullError
-from storage import KVStore
+from omnivideo.errors import DiskFullError
+from omnivideo.storage import KVStore
 
 KILL_CHILD = """
 import sys, torch
-from storage import KVStore
+from omnivideo.storage import KVStore
 from storage_testkit import make_key
 store = KVStore(sys.argv[1])
 def layers():
@@ -50,7 +50,7 @@ def test_sigkill_during_write_leaves_no_entry(tmp_path):
 INGEST_CHILD = """
 import json, sys, time
 from pathlib import Path
-from storage import KVStore
+from omnivideo.storage import KVStore
 from storage_testkit import make_key, make_layers
 root, name, go = sys.argv[1:4]
 store = KVStore(root)
@@ -95,9 +95,9 @@ def test_two_processes_ingesting_one_video_make_one_entry(tmp_path):
 
 FSIZE_CHILD = """
 import json, resource, sys, torch
-from storage import KVStore
+from omnivideo.storage import KVStore
 from storage_testkit import make_key, make_layers, sha
-from omnivideo_app.errors import DiskFullError
+from omnivideo.errors import DiskFullError
 store = KVStore(sys.argv[1])
 # the kernel refuses to grow any file past 1 MiB (EFBIG; Python ignores SIGXFSZ)
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))

@@ -2,8 +2,8 @@
 import pytest
 from storage_testkit import CHANGED, KEY_FIELDS, make_key, sha
 
-from omnivideo_app.errors import CacheError
-from storage import FORMAT_VERSION, CacheKey
+from omnivideo.errors import CacheError
+from omnivideo.storage import FORMAT_VERSION, CacheKey
 
 
 def test_digest_is_canonical_and_stable():

@@ -6,8 +6,8 @@ import pytest
 import torch
 from storage_testkit import CHANGED, KEY_FIELDS, assert_layers_equal, make_key, make_layers, sha
 
-from omnivideo_app.errors import CacheError, ConfigError, VideoError
-from storage import KVStore
+from omnivideo.errors import CacheError, ConfigError, VideoError
+from omnivideo.storage import KVStore
 
 
 @pytest.fixture

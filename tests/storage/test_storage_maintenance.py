@@ -6,9 +6,9 @@ import time
 import pytest
 from storage_testkit import assert_layers_equal, make_key, make_layers, sha
 
-from omnivideo_app.errors import CacheEntryCorrupt
-from storage import KVStore
-from storage.locks import try_flock
+from omnivideo.errors import CacheEntryCorrupt
+from omnivideo.storage import KVStore
+from omnivideo.storage.locks import try_flock
 
 
 @pytest.fixture

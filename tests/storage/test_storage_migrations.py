@@ -3,9 +3,9 @@ import threading
 
 from sqlite_utils import Database
 
-from storage import KVStore
-from storage.index import Index
-from storage.migrations import MIGRATIONS
+from omnivideo.storage import KVStore
+from omnivideo.storage.index import Index
+from omnivideo.storage.migrations import MIGRATIONS
 
 TABLES = {"fingerprints", "videos", "kv_entries", "kv_files", "sessions", "messages", "_sqlite_migrations"}
 

@@ -4,8 +4,8 @@ import time
 import pytest
 from storage_testkit import sha
 
-from omnivideo_app.errors import SessionError
-from storage import KVStore
+from omnivideo.errors import SessionError
+from omnivideo.storage import KVStore
 
 
 def test_sessions_persist_across_instances(tmp_path):

@@ -5,9 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from omnivideo_app.errors import CacheEntryCorrupt
-from storage.checksum import Hasher, hasher_for
-from storage.tensor_files import checksum_file, read_layer_file, write_layer_file
+from omnivideo.errors import CacheEntryCorrupt
+from omnivideo.storage.checksum import Hasher, hasher_for
+from omnivideo.storage.tensor_files import checksum_file, read_layer_file, write_layer_file
 
 
 def _tensors(dtype):

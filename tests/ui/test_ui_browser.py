@@ -15,9 +15,9 @@ import pytest
 from playwright.sync_api import sync_playwright
 from ui_testkit import ServeProcess, free_port, make_h264
 
-from ui.chat import build_chat
-from ui.citations import linkify
-from ui.player import INSTALL_SEEK_JS
+from omnivideo.ui.chat import build_chat
+from omnivideo.ui.citations import linkify
+from omnivideo.ui.player import INSTALL_SEEK_JS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -1,7 +1,7 @@
 """Citations -> seek links, on fixed text (the tiny model's answers are noise, so no model here)."""
 import pytest
 
-from ui.citations import cited_times, linkify, parse_time, seek_link
+from omnivideo.ui.citations import cited_times, linkify, parse_time, seek_link
 
 
 @pytest.mark.parametrize("text, seconds", [("00:00", 0.0), ("01:05", 65.0), ("59:59", 3599.0),

@@ -2,8 +2,8 @@
 import pytest
 from ui_testkit import make_h264
 
-from ui.progress import StageProgress, format_eta
-from ui.summaries import (answer_details, format_bytes, frame_caption, library_choices, library_rows, plan_summary,
+from omnivideo.ui.progress import StageProgress, format_eta
+from omnivideo.ui.summaries import (answer_details, format_bytes, frame_caption, library_choices, library_rows, plan_summary,
                           session_choices, session_rows)
 
 NOW = 1_800_000_000.0
@@ -36,7 +36,7 @@ def test_plan_summary_without_gpu_and_fitting():
 
 def test_plan_summary_of_a_real_probe(tmp_path):
     """The real planner's dict (ffmpeg-made H.264 clip) has every key the summary reads."""
-    from omnivideo_app.video import SamplingConfig, probe_report
+    from omnivideo.app.video import SamplingConfig, probe_report
 
     clip = make_h264(tmp_path / "clip.mp4", seconds=3, size="160x120")
     report = probe_report(clip, SamplingConfig(fps=2.0), model="tiny", gpu_memory_bytes=None)

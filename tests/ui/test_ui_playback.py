@@ -1,9 +1,9 @@
 """Browser-playable copies: H.264 .mp4 is shown as is; OpenCV's mp4v is converted once and kept."""
 from ui_testkit import make_h264
 
-from omnivideo_app.sample_video import make_sample_video
-from omnivideo_app.video import probe_video
-from ui.playback import Playback
+from omnivideo.app.sample_video import make_sample_video
+from omnivideo.app.video import probe_video
+from omnivideo.ui.playback import Playback
 
 
 def test_playable_copies(tmp_path):

@@ -6,10 +6,11 @@ import sys
 import pytest
 from ui_testkit import REPO, cli_env, free_port, http_status, make_h264
 
-from omnivideo_app.app import App
-from omnivideo_app.config import AppConfig
-from omnivideo_app.errors import ConfigError
-from ui.server import FileAccess, ServeOptions, launch, parse_auth
+from omnivideo.app.app import App
+from omnivideo.app.config import AppConfig
+from omnivideo.errors import ConfigError
+from omnivideo.ui.access import FileAccess, ServeOptions, parse_auth
+from omnivideo.ui.server import launch
 
 
 def test_parse_auth():

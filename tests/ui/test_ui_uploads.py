@@ -2,8 +2,8 @@
 gets its own name, and a missing upload is a clear error."""
 import pytest
 
-from omnivideo_app.errors import VideoError
-from ui.uploads import keep_upload
+from omnivideo.errors import VideoError
+from omnivideo.ui.uploads import keep_upload
 
 
 def test_keep_upload(tmp_path):

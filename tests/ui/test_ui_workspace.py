@@ -4,16 +4,16 @@ import gradio as gr
 import pytest
 from ui_testkit import make_h264
 
-from omnivideo_app.app import App
-from omnivideo_app.config import AppConfig
-from omnivideo_app.errors import CacheError, ConfigError, OmniVideoError, VideoCancelled, VideoError
-from ui.chat import ChatActions, state_of
-from ui.library import LibraryActions
-from ui.messages import error_text
-from ui.progress import StageProgress
-from ui.server import FileAccess
-from ui.settings import Settings
-from ui.workspace import Workspace, empty_state
+from omnivideo.app.app import App
+from omnivideo.app.config import AppConfig
+from omnivideo.errors import CacheError, ConfigError, OmniVideoError, VideoCancelled, VideoError
+from omnivideo.ui.chat import ChatActions, state_of
+from omnivideo.ui.library import LibraryActions
+from omnivideo.ui.messages import error_text
+from omnivideo.ui.progress import StageProgress
+from omnivideo.ui.access import FileAccess
+from omnivideo.ui.settings import Settings
+from omnivideo.ui.workspace import Workspace, empty_state
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import cv2
 import pytest
 from video_corpus import corpus  # noqa: F401  (session fixture)
 
-from omnivideo_app.errors import VideoError
-from omnivideo_app.video import SamplingConfig, probe_report, probe_video, sample_video
-from omnivideo_app.video.reader import REENCODE_HINT
+from omnivideo.errors import VideoError
+from omnivideo.app.video import SamplingConfig, probe_report, probe_video, sample_video
+from omnivideo.app.video.reader import REENCODE_HINT
 
 EXPECTED = {
     "empty": "the file is empty (0 bytes)",
@@ -77,7 +77,7 @@ def test_unreadable_file_is_a_permission_error(corpus, tmp_path):
         if setpriv is None:
             pytest.skip("running as root without util-linux setpriv: no way to make a file unreadable")
         drop = "-dac_override,-dac_read_search"
-        code = ("import sys\nfrom omnivideo_app.errors import VideoError\nfrom omnivideo_app.video import probe_video\n"
+        code = ("import sys\nfrom omnivideo.errors import VideoError\nfrom omnivideo.app.video import probe_video\n"
                 "try:\n    probe_video(sys.argv[1])\nexcept VideoError as e:\n    print(e)\n")
         run = subprocess.run([setpriv, "--bounding-set", drop, "--inh-caps", drop, "--", sys.executable, "-c", code,
                               str(path)], capture_output=True, text=True, timeout=120)
@@ -94,7 +94,7 @@ def test_probe_report_refuses_like_probe(corpus):
 
 def test_a_reader_error_reaches_the_caller(corpus):
     """Frames missing behind a header the probe was not asked about: the reader's error surfaces."""
-    from omnivideo_app.video import VideoInfo
+    from omnivideo.app.video import VideoInfo
 
     path = corpus.broken["truncated_indexed"]
     claimed = VideoInfo(str(path), 6.0, 30.0, 180, 320, 240, "h264")  # what the index promises

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from omnivideo_app.errors import VideoError
-from omnivideo_app.video import SamplingConfig, VideoInfo, plan_sampling
+from omnivideo.errors import VideoError
+from omnivideo.app.video import SamplingConfig, VideoInfo, plan_sampling
 
 _STDLIB = {"math", "os", "logging", "typing", "sys", "time", "warnings", "copy", "base64"}
 _SKIP_ASSIGN = {"VIDEO_READER_BACKENDS"}  # refers to the torchvision/decord readers

@@ -6,10 +6,10 @@ import pytest
 import torch
 from video_corpus import corpus  # noqa: F401  (session fixture)
 
-from omnivideo_app.errors import ConfigError
-from omnivideo_app.models import footprint_for
-from omnivideo_app.video import SamplingConfig, VideoInfo, plan_memory, plan_sampling, probe_report
-from omnivideo_app.video.planner import TEXT_TOKENS, fit_warning
+from omnivideo.errors import ConfigError
+from omnivideo.app.models import footprint_for
+from omnivideo.app.video import SamplingConfig, VideoInfo, plan_memory, plan_sampling, probe_report
+from omnivideo.app.video.planner import TEXT_TOKENS, fit_warning
 
 GIB = 1 << 30
 MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import assert_close
 
-from omnivideo_app.video.processor import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, frames_to_inputs, mm_token_type_ids,
+from omnivideo.app.video.processor import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, frames_to_inputs, mm_token_type_ids,
                                            to_model_inputs)
 
 P, TPS, M = 14, 2, 2
@@ -72,7 +72,7 @@ def test_tokens_and_seconds_per_grid_step_come_from_the_real_timestamps():
 
 
 def test_to_model_inputs_reads_a_sampled_video():
-    from omnivideo_app.video import SampledVideo, SamplingPlan, VideoInfo
+    from omnivideo.app.video import SampledVideo, SamplingPlan, VideoInfo
 
     info = VideoInfo("x.mp4", 2.0, 30.0, 60, 84, 56, "h264")
     plan = SamplingPlan((0.0, 0.5, 1.0, 1.5), 4, 56, 84, 2 * 2 * 3)

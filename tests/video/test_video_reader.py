@@ -10,8 +10,8 @@ import pytest
 from video_corpus import FFMPEG, ffprobe_duration, ffprobe_json, ffprobe_pts, read_barcode
 from video_corpus import corpus  # noqa: F401  (session fixture)
 
-from omnivideo_app.video import SamplingConfig, probe_video, sample_video
-from omnivideo_app.video.reader import VideoReader
+from omnivideo.app.video import SamplingConfig, probe_video, sample_video
+from omnivideo.app.video.reader import VideoReader
 
 CODECS = {"h264": "h264", "hevc": "hevc", "vp9": "vp9", "mjpeg": "mjpeg", "vfr": "h264"}
 
@@ -111,8 +111,8 @@ def test_long_1080p_video_sparse_sampling_in_bounded_memory(corpus):
 
 
 def test_progress_reports_every_frame_and_cancel_stops(corpus):
-    from omnivideo_app.errors import VideoCancelled
-    from omnivideo_app.video import CancelToken
+    from omnivideo.errors import VideoCancelled
+    from omnivideo.app.video import CancelToken
 
     clip = corpus.clips["h264"]
     calls = []
@@ -133,7 +133,7 @@ def test_progress_reports_every_frame_and_cancel_stops(corpus):
 def test_a_set_threading_event_cancels_before_any_frame(corpus):
     import threading
 
-    from omnivideo_app.errors import VideoCancelled
+    from omnivideo.errors import VideoCancelled
 
     done = threading.Event()
     done.set()

@@ -1,9 +1,9 @@
 """SamplingConfig validation and the pure sampling plan (no decoding)."""
 import pytest
 
-from omnivideo_app.errors import ConfigError, VideoError
-from omnivideo_app.video import SamplingConfig, VideoInfo, plan_sampling
-from omnivideo_app.video.sampling import smart_resize
+from omnivideo.errors import ConfigError, VideoError
+from omnivideo.app.video import SamplingConfig, VideoInfo, plan_sampling
+from omnivideo.app.video.sampling import smart_resize
 
 
 def info(seconds: float, fps: float = 30.0, width: int = 1920, height: int = 1080) -> VideoInfo:

@@ -1,0 +1,60 @@
+"""Application configuration: where data lives, which model, which attention preset.
+
+Each subsystem gets its own frozen sub-config (sampling of frames, engine, load options); the
+app builds them from one `AppConfig`.
+
+    cfg = AppConfig(data_dir=default_data_dir(), model="tiny", attention="balanced")
+"""
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omnivideo.errors import ConfigError
+from omnivideo.app.models import DEFAULT_MODEL
+
+ATTENTION_PRESETS = ("dense", "balanced", "fast")
+
+
+def default_data_dir() -> Path:
+    """$OMNIVIDEO_HOME, else $XDG_DATA_HOME/omnivideo, else ~/.local/share/omnivideo."""
+    if os.environ.get("OMNIVIDEO_HOME"):
+        return Path(os.environ["OMNIVIDEO_HOME"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "omnivideo"
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    data_dir: Path = field(default_factory=default_data_dir)
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    quant: str = "auto"
+    attention: str = "dense"
+    fps: float | None = 2.0
+    max_frames: int | None = None
+    total_pixels: int | None = None         # pixel budget over all frames (None: qwen-vl-utils default)
+    chunk_size: int = 4096
+    sparse_min_keys: int = 4096             # shorter prefixes (and chunks) prefill dense
+    cache_budget_bytes: int | None = None   # disk budget of the KV store; None = unlimited
+    gamma_decode: float = 1.0               # decode-time KV kept per head (mechanism 3); 1 = all, exact
+
+    def __post_init__(self):
+        if self.attention not in ATTENTION_PRESETS:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTION_PRESETS)}, got {self.attention!r}")
+        if self.fps is not None and not 0 < self.fps <= 60:
+            raise ConfigError(f"fps must be in (0, 60], got {self.fps}")
+        if self.cache_budget_bytes is not None and self.cache_budget_bytes <= 0:
+            raise ConfigError(f"cache budget must be positive, got {self.cache_budget_bytes} bytes")
+        if not 0 < self.gamma_decode <= 1:
+            raise ConfigError(f"gamma-decode must be in (0, 1], got {self.gamma_decode}")
+        if self.max_frames is not None and self.max_frames < 2:
+            raise ConfigError(f"max-frames must be >= 2 (frames come in pairs), got {self.max_frames}")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"

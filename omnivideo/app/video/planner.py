@@ -1,0 +1,150 @@
+"""What a run will cost before any model work: visual tokens, KV bytes, estimated GPU memory.
+
+The estimate is a sum of named terms, each from figures in `omnivideo.app.models` (no weights are
+read): NF4 decoder weights + bf16 embeddings and vision tower, the full prefix KV (bf16, every
+layer: ingest keeps it complete at every attention preset, see docs/method.md), activations of one
+prefill chunk and one vision chunk, and a fixed CUDA runtime reserve. When the total exceeds the
+detected GPU, the warning names the largest `--max-frames` (and the matching `--fps`) that fits.
+
+    report = probe_report("lecture.mp4", SamplingConfig(fps=2.0), model="Qwen/Qwen2.5-VL-7B-Instruct")
+    report["visual_tokens"], report["kv_bytes"], report["fits"], report["warning"]
+"""
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+
+from omnivideo.app.config import ATTENTION_PRESETS
+from omnivideo.errors import ConfigError
+from omnivideo.app.models import ModelFootprint, footprint_for
+from omnivideo.app.video.info import VideoInfo, probe_video
+from omnivideo.app.video.sampling import SamplingConfig, SamplingPlan, plan_sampling
+
+GIB = 1 << 30
+NF4_BYTES_PER_PARAM = 0.5 + 4 / 64  # 4-bit codes + one fp32 absmax per block of 64 (no double quant)
+BF16 = 2
+TEXT_TOKENS = 1024  # system prompt, template, question and answer around the visual tokens
+PREFILL_CHUNK_TOKENS = 4096  # AppConfig.chunk_size default
+ACTIVATION_BYTES_PER_HIDDEN = 48  # per token and hidden unit, one decoder layer live at a time:
+# bf16 residual, norm, q/k/v/o (~8 x hidden) and the gated MLP (3 x ~5.3 x hidden)
+VISION_HIDDEN, VISION_ACT_BYTES_PER_PATCH = 1280, 40_000  # Qwen2.5-VL ViT: ~16 bf16 [1280]-vectors/patch
+VISION_CHUNK_STEPS = 4  # temporal grid steps encoded per vision chunk
+RUNTIME_RESERVE = 768 << 20  # CUDA context, cuBLAS workspaces, allocator slack
+USABLE_FRACTION = 0.95  # of the GPU's total memory; the rest is fragmentation headroom
+# Decode keeps a per-head share of the visual KV on the GPU (mechanism 3). Assumed shares until
+# issue 5 measures them: the paper's best case is 2.4x smaller at gamma_decode 0.95.
+DECODE_KV_SHARE = {"dense": 1.0, "balanced": 1 / 2.4, "fast": 1 / 3.0}
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPlan:
+    """Byte figures of one run; None where the model's size is unknown (a local checkpoint)."""
+    visual_tokens: int
+    kv_bytes_per_token: int | None
+    kv_bytes: int | None
+    weights_bytes: int | None
+    activation_bytes: int | None
+    runtime_bytes: int
+    gpu_estimate_bytes: int | None
+    decode_kv_bytes: int | None
+    gpu_memory_bytes: int | None
+    fits: bool | None
+    warning: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def detect_gpu_memory() -> int | None:
+    """Total memory of CUDA device 0 in bytes, or None without a CUDA GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.get_device_properties(0).total_memory)
+
+
+def weights_bytes(fp: ModelFootprint) -> int:
+    """NF4 decoder body, bf16 embeddings / lm_head and vision tower (what the GPU loader does)."""
+    return int(fp.params_body * NF4_BYTES_PER_PARAM + (fp.params_embed + fp.params_vision) * BF16)
+
+
+def activation_bytes(fp: ModelFootprint, plan: SamplingPlan) -> int:
+    """One prefill chunk through one decoder layer, or one vision chunk, whichever is larger."""
+    chunk = min(PREFILL_CHUNK_TOKENS, plan.visual_tokens + TEXT_TOKENS)
+    text = chunk * fp.hidden_size * ACTIVATION_BYTES_PER_HIDDEN
+    t, h, w = plan.grid_thw
+    vision = min(t, VISION_CHUNK_STEPS) * h * w * VISION_ACT_BYTES_PER_PATCH
+    return max(text, vision)
+
+
+def plan_memory(plan: SamplingPlan, model: str, attention: str = "dense",
+                gpu_memory_bytes: int | None = None) -> MemoryPlan:
+    """Memory figures for `plan` on `model` at the `attention` preset; `gpu_memory_bytes` None = no GPU."""
+    if attention not in ATTENTION_PRESETS:
+        raise ConfigError(f"attention must be one of {', '.join(ATTENTION_PRESETS)}, got {attention!r}")
+    fp = footprint_for(model)
+    if fp is None:
+        return MemoryPlan(plan.visual_tokens, None, None, None, None, RUNTIME_RESERVE, None, None,
+                          gpu_memory_bytes, None, f"model {model!r} has no known size: memory not estimated")
+    per_token = fp.kv_bytes_per_token
+    kv = (plan.visual_tokens + TEXT_TOKENS) * per_token
+    weights, act = weights_bytes(fp), activation_bytes(fp, plan)
+    total = weights + kv + act + RUNTIME_RESERVE
+    decode_kv = int(plan.visual_tokens * per_token * DECODE_KV_SHARE[attention]) + TEXT_TOKENS * per_token
+    fits = None if gpu_memory_bytes is None else total <= gpu_memory_bytes * USABLE_FRACTION
+    return MemoryPlan(plan.visual_tokens, per_token, kv, weights, act, RUNTIME_RESERVE, total, decode_kv,
+                      gpu_memory_bytes, fits)
+
+
+def _with_frames(cfg: SamplingConfig, frames: int) -> SamplingConfig:
+    if cfg.nframes is not None:
+        return dataclasses.replace(cfg, nframes=frames)
+    return dataclasses.replace(cfg, max_frames=frames, min_frames=min(cfg.min_frames, frames))
+
+
+def suggest_frames(info: VideoInfo, cfg: SamplingConfig, model: str, attention: str,
+                   gpu_memory_bytes: int) -> SamplingPlan | None:
+    """The plan with the most frames (even counts, down from the current one) that fits the GPU."""
+    frames = plan_sampling(info, cfg).count
+    for m in range(frames - 2, 1, -2):  # pure arithmetic: a few hundred plans at most
+        plan = plan_sampling(info, _with_frames(cfg, m))
+        if plan_memory(plan, model, attention, gpu_memory_bytes).fits:
+            return plan
+    return None
+
+
+def fit_warning(info: VideoInfo, cfg: SamplingConfig, model: str, attention: str, memory: MemoryPlan) -> str:
+    need, have = memory.gpu_estimate_bytes / GIB, memory.gpu_memory_bytes / GIB
+    head = f"estimated {need:.1f} GiB of GPU memory but the GPU has {have:.1f} GiB"
+    better = suggest_frames(info, cfg, model, attention, memory.gpu_memory_bytes)
+    if better is None:
+        return f"{head}: even 2 frames do not fit; try a smaller model (--model)"
+    start = cfg.start_s or 0.0
+    end = info.duration_s if cfg.end_s is None else min(cfg.end_s, info.duration_s)
+    fps = math.floor(better.count / (end - start) * 100) / 100
+    return (f"{head}: try --max-frames {better.count} (or --fps {fps:g}) for "
+            f"{better.visual_tokens} visual tokens")
+
+
+def probe_report(path: str | os.PathLike, cfg: SamplingConfig | None = None, model: str = "tiny",
+                 attention: str = "dense", gpu_memory_bytes: int | None | str = "detect") -> dict:
+    """The `probe --json` object: metadata, sampling plan and memory figures. Decodes ~2 keyframe intervals."""
+    cfg = cfg or SamplingConfig()
+    info = probe_video(path)
+    plan = plan_sampling(info, cfg)
+    gpu = detect_gpu_memory() if gpu_memory_bytes == "detect" else gpu_memory_bytes
+    memory = plan_memory(plan, model, attention, gpu)
+    if memory.fits is False:
+        memory = dataclasses.replace(memory, warning=fit_warning(info, cfg, model, attention, memory))
+    figures = memory.to_dict()
+    figures.pop("visual_tokens")
+    return {
+        **info.to_dict(),
+        "sampled": {"count": plan.count, "timestamps_s": [round(t, 3) for t in plan.timestamps_s],
+                    "resized_height": plan.resized_height, "resized_width": plan.resized_width},
+        "visual_tokens": plan.visual_tokens,
+        "model": model,
+        "attention": attention,
+        **figures,
+    }

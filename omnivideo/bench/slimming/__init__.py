@@ -1,0 +1,1 @@
+"""`bench slimming`: decode-time visual KV slimming (mechanism 3), memory saved vs attention error."""

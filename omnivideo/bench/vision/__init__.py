@@ -1,0 +1,1 @@
+"""`bench vision`: the vision tower's time and peak memory, our one-launch attention vs transformers' sdpa loop."""

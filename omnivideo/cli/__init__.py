@@ -1,0 +1,1 @@
+"""The command line (click): `omnivideo` / `python launcher.py`; one module per command group."""

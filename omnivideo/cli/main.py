@@ -1,0 +1,221 @@
+"""OmniVideo command line: chat about a long local video.
+
+    python launcher.py ask match.mp4 "Who scores first?" --json
+    python launcher.py chat lecture.mp4
+    python launcher.py probe lecture.mp4 --fps 1 --json
+
+Also installed as `omnivideo`. Every user error prints one `error:` line and exits 2.
+"""
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from omnivideo.cli.console import ErrorBoundaryGroup, Progress, print_json, quiet_libraries
+
+quiet_libraries()
+
+
+def model_options(f):
+    """--model/--fps/--max-frames/--attention/--gamma-decode and the device knobs, shared by every model command."""
+    options = [
+        click.option("--model", default=None, help="Hub id, local checkpoint dir, or 'tiny' (random, offline). "
+                     "Default: Qwen/Qwen2.5-VL-7B-Instruct."),
+        click.option("--fps", type=float, default=None, help="Frames sampled per second of video (default 2)."),
+        click.option("--max-frames", type=int, default=None, help="Upper bound on sampled frames (default 768)."),
+        click.option("--attention", type=click.Choice(["dense", "balanced", "fast"]), default="dense",
+                     show_default=True, help="Prefill attention preset (OmniSparse gamma 0.95 / 0.9)."),
+        click.option("--gamma-decode", type=float, default=1.0, show_default=True,
+                     help="Decode-time KV kept per head: the visual tokens covering this share of the head's "
+                     "attention (1 = all, exact)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+                     show_default=True),
+        click.option("--quant", type=click.Choice(["auto", "nf4", "none"]), default="auto", show_default=True,
+                     help="auto = NF4 on a CUDA GPU, none on CPU."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def build_config(ctx, model=None, fps=None, max_frames=None, attention="dense", device="auto", dtype="auto",
+                 quant="auto", default_model=None, gamma_decode=1.0):
+    from omnivideo.app.config import AppConfig
+    from omnivideo.app.models import DEFAULT_MODEL
+
+    kwargs = dict(data_dir=ctx.obj["data_dir"], cache_budget_bytes=ctx.obj["cache_budget_bytes"],
+                  model=model or default_model or DEFAULT_MODEL,
+                  attention=attention, device=device, dtype=dtype, quant=quant, max_frames=max_frames,
+                  gamma_decode=gamma_decode)
+    if fps is not None:
+        kwargs["fps"] = fps
+    return AppConfig(**kwargs)
+
+
+def generation_options(f):
+    f = click.option("--seed", type=int, default=None, help="Seed for sampled decoding (reproducible).")(f)
+    f = click.option("--top-p", type=float, default=1.0, show_default=True)(f)
+    f = click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy.")(f)
+    f = click.option("--max-new-tokens", type=int, default=256, show_default=True)(f)
+    return f
+
+
+def sampling_params(max_new_tokens, temperature, top_p, seed):
+    from omnivideo.engine.sampling import SamplingParams
+
+    return SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+
+
+@click.group(cls=ErrorBoundaryGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where models, caches and sessions live (default: $OMNIVIDEO_HOME or ~/.local/share/omnivideo).")
+@click.option("--cache-budget-gb", type=float, default=None,
+              help="Disk budget of the KV cache; least recently used entries are evicted beyond it.")
+@click.option("--verbose", is_flag=True, help="Show tracebacks of internal errors.")
+@click.pass_context
+def cli(ctx, data_dir, cache_budget_gb, verbose):
+    """OmniVideo: ask questions about long local videos with a quantized Qwen2.5-VL."""
+    from omnivideo.app.config import default_data_dir
+
+    ctx.ensure_object(dict)
+    ctx.obj["data_dir"] = (data_dir or default_data_dir()).expanduser()
+    ctx.obj["verbose"] = verbose
+    ctx.obj["cache_budget_bytes"] = None if cache_budget_gb is None else int(cache_budget_gb * 2**30)
+
+
+def _answer(ctx, video, question, json_out, params, cfg_kwargs, default_model=None):
+    from omnivideo.app.app import App
+
+    app = App(build_config(ctx, default_model=default_model, **cfg_kwargs))
+    progress = Progress()
+    chat = app.open_video(video, progress=progress)
+    progress.close()
+    if chat.video.extra.get("store_error"):
+        click.echo(f"warning: the video's KV was not stored: {chat.video.extra['store_error']}", err=True)
+    for piece in chat.ask(question, params):
+        if not json_out:
+            click.echo(piece, nl=False)
+            sys.stdout.flush()
+    result = chat.last.as_dict()
+    result["timings"]["load_s"] = round(app.load_s, 4)
+    if json_out:
+        print_json(result)
+    else:
+        click.echo("")
+    return result
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.argument("question")
+@model_options
+@generation_options
+@click.option("--json", "json_out", is_flag=True, help="Print one JSON object instead of streaming text.")
+@click.pass_context
+def ask(ctx, video, question, json_out, max_new_tokens, temperature, top_p, seed, **model_kw):
+    """Answer one QUESTION about VIDEO, streaming the answer to stdout.
+
+    Example: python launcher.py ask match.mp4 "Who scores first?" --model tiny --json
+    """
+    _answer(ctx, video, question, json_out, sampling_params(max_new_tokens, temperature, top_p, seed), model_kw)
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@model_options
+@generation_options
+@click.pass_context
+def chat(ctx, video, max_new_tokens, temperature, top_p, seed, **model_kw):
+    """Multi-turn chat about VIDEO in the terminal (empty line or Ctrl-D ends it).
+
+    Example: python launcher.py chat lecture.mp4 --model tiny
+    """
+    from omnivideo.app.app import App
+
+    app = App(build_config(ctx, **model_kw))
+    progress = Progress()
+    session = app.open_video(video, progress=progress)
+    progress.close()
+    params = sampling_params(max_new_tokens, temperature, top_p, seed)
+    click.echo(f"{video.name}: {session.video.visual_tokens} visual tokens, "
+               f"{len(session.video.timestamps_s)} frames. Ask away (empty line to quit).", err=True)
+    while True:
+        try:
+            question = input("you> ").strip()
+        except EOFError:
+            break
+        if not question:
+            break
+        click.echo("omnivideo> ", nl=False)
+        for piece in session.ask(question, params):
+            click.echo(piece, nl=False)
+            sys.stdout.flush()
+        click.echo("")
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--model", default=None, help="Model the plan is sized for (default Qwen/Qwen2.5-VL-7B-Instruct).")
+@click.option("--fps", type=float, default=None, help="Frames per second to sample (default 2).")
+@click.option("--max-frames", type=int, default=None, help="Upper bound on sampled frames.")
+@click.option("--attention", type=click.Choice(["dense", "balanced", "fast"]), default="dense", show_default=True)
+@click.option("--json", "json_out", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def probe(ctx, video, model, fps, max_frames, attention, json_out):
+    """Show VIDEO's metadata and the sampling plan and memory estimate, without loading a model.
+
+    Example: python launcher.py probe lecture.mp4 --fps 1 --json
+    """
+    from omnivideo.app.app import App
+    from omnivideo.app.video import probe_report
+
+    cfg = build_config(ctx, model=model, fps=fps, max_frames=max_frames, attention=attention)
+    report = probe_report(video, App(cfg).sampling_config(), model=cfg.model, attention=attention)
+    if json_out:
+        print_json(report)
+        return
+    for key, value in report.items():
+        if key == "sampled":
+            ts = value["timestamps_s"]
+            shown = ", ".join(f"{t:.2f}" for t in ts[:6]) + (" ..." if len(ts) > 6 else "")
+            click.echo(f"sampled: {value['count']} frames at {value['resized_width']}x{value['resized_height']} "
+                       f"[{shown}]")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@cli.command()
+@click.option("--question", default="What happens in this video?", show_default=True)
+@click.option("--model", default="tiny", show_default=True, help="Model to ask (tiny needs no GPU and no download).")
+@click.option("--json", "json_out", is_flag=True, help="Print one JSON object instead of streaming text.")
+@click.pass_context
+def demo(ctx, question, model, json_out):
+    """Generate a short sample video and answer a question about it (works offline, no GPU).
+
+    Example: python launcher.py demo
+    """
+    from omnivideo.engine.sampling import SamplingParams
+    from omnivideo.app.sample_video import make_sample_video
+
+    video = make_sample_video(ctx.obj["data_dir"] / "samples" / "demo.mp4")
+    if not json_out:
+        click.echo(f"video: {video}\nquestion: {question}\nanswer ({model}): ", nl=False)
+    result = _answer(ctx, video, question, json_out, SamplingParams(max_new_tokens=48), {"model": model})
+    if not json_out:
+        t = result["timings"]
+        click.echo(f"[{result['tokens']['visual']} visual tokens, {result['frames']['count']} frames; "
+                   f"ttft {t['ttft_s']:.2f}s, total {t['total_s']:.2f}s; model load {t['load_s']:.2f}s]")
+        if model == "tiny":
+            click.echo("(the tiny model has random weights: its answer is noise, by design)")
+
+
+from omnivideo.cli import bench, cache, ingest, serve  # noqa: E402  (each adds its commands to the group)
+
+for _module in (ingest, serve, cache, bench):
+    _module.register(cli, model_options=model_options, build_config=build_config)
+
+
+if __name__ == "__main__":
+    cli()

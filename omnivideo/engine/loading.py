@@ -1,0 +1,177 @@
+"""Model loading through the real `from_pretrained` path.
+
+A CUDA GPU gets the language model in NF4 (bitsandbytes) with the vision tower and lm_head in bf16;
+a CPU gets fp32 (bf16 on request). The `tiny` alias resolves to a checkpoint built locally (see
+`omnivideo.engine.tiny_model`) and then goes through exactly the same code.
+
+    loaded = load_model(LoadOptions(model="tiny", models_dir=Path("~/.local/share/omnivideo/models")))
+"""
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from omnivideo.engine.attention import ATTN_NAME, register_attention
+from omnivideo.engine.fused.nf4_linear import route_nf4_linears
+from omnivideo.engine.tiny_model import ensure_tiny_checkpoint
+from omnivideo.engine.fused.text_mlp import fuse_text_mlp
+from omnivideo.engine.fused.text_norm import fuse_text_norms
+from omnivideo.engine.fused.text_rotary import fuse_text_rotary
+from omnivideo.engine.fused.vision_tower import VISION_ATTN_NAME, set_vision_attention
+from omnivideo.errors import ConfigError, DeviceError, ModelError
+
+log = logging.getLogger(__name__)
+
+TINY_ALIAS = "tiny"
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTS = ("auto", "nf4", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    model: str
+    models_dir: Path
+    device: str = "auto"
+    dtype: str = "auto"
+    quant: str = "auto"
+    revision: str | None = None
+
+    def __post_init__(self):
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.quant not in QUANTS:
+            raise ConfigError(f"quant must be one of {', '.join(QUANTS)}, got {self.quant!r}")
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model and what the engine and the cache key need to know about it."""
+    model: torch.nn.Module
+    tokenizer: object
+    model_id: str            # what the user asked for (hub id, path or alias)
+    revision: str            # commit hash or content hash of the checkpoint: part of every cache key
+    device: torch.device
+    dtype: torch.dtype
+    quantization: str        # "nf4" or "none"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def text_config(self):
+        return self.model.config.text_config
+
+    @property
+    def vision_config(self):
+        return self.model.config.vision_config
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda was requested but no CUDA GPU is available on this machine")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, dtype)
+
+
+def resolve_checkpoint(options: LoadOptions) -> str:
+    """Hub id or local directory to hand to `from_pretrained`; builds the tiny checkpoint on demand."""
+    if options.model == TINY_ALIAS:
+        return str(ensure_tiny_checkpoint(options.models_dir))
+    path = Path(options.model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"'{options.model}' is a path but not a model checkpoint (no config.json in it)")
+        return str(path.resolve())
+    if options.model.count("/") != 1 or options.model.startswith((".", "/")):
+        raise ModelError(f"unknown model '{options.model}': not a local checkpoint and not a hub id "
+                         "like Qwen/Qwen2.5-VL-7B-Instruct (or use --model tiny)")
+    return options.model
+
+
+def checkpoint_revision(model) -> str:
+    """The hub commit when known, else a hash of the local checkpoint's config and weight files."""
+    commit = getattr(model.config, "_commit_hash", None)
+    if commit:
+        return commit
+    root = Path(getattr(model.config, "_name_or_path", "") or ".")
+    h = hashlib.sha256()
+    for f in sorted(root.glob("*.json")) + sorted(root.glob("*.safetensors")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes() if f.stat().st_size < (64 << 20) else str(f.stat().st_size).encode())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+# Modules bitsandbytes must leave in 16 bits: the vision tower (quantizing it costs accuracy and saves little;
+# our fused blocks need plain nn.Linear layers) and lm_head. transformers 5.x matches these patterns from the
+# START of the full module name ("model.visual.blocks.0..."), so the bare "visual" that 4.x needed matches
+# nothing there: on 5.17 the tiny model's tower came out quantized (H100 probe, scripts/gpu/load_probe.py).
+NF4_SKIP_MODULES = ["model.visual", "visual", "lm_head"]
+
+
+def _quantization_config(quant: str, device: torch.device):
+    if quant == "none" or (quant == "auto" and device.type != "cuda"):
+        return None, "none"
+    if device.type != "cuda":
+        raise DeviceError("--quant nf4 needs a CUDA GPU: bitsandbytes NF4 on the CPU is a correctness path only")
+    from transformers import BitsAndBytesConfig
+
+    cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                             bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=list(NF4_SKIP_MODULES))
+    return cfg, "nf4"
+
+
+def load_model(options: LoadOptions) -> LoadedModel:
+    """Load tokenizer + Qwen2.5-VL through `from_pretrained`, with our attention on the text layers."""
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    device = resolve_device(options.device)
+    dtype = _resolve_dtype(options.dtype, device)
+    source = resolve_checkpoint(options)
+    quant_cfg, quant_name = _quantization_config(options.quant, device)
+    register_attention()
+    # The vision tower is built with "sdpa" and switched to ours after loading: a "flash" name at
+    # construction makes transformers look for a flash-attn build or hub kernel (omnivideo/engine/fused/vision_attention.py).
+    kwargs = dict(dtype=dtype, revision=options.revision,
+                  attn_implementation={"text_config": ATTN_NAME, "vision_config": "sdpa"})
+    if quant_cfg is not None:
+        kwargs.update(quantization_config=quant_cfg, device_map={"": device.index or 0})
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=options.revision)
+        model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"could not load model '{options.model}': {first}") from e
+    if getattr(model.config, "model_type", "") not in ("qwen2_5_vl", "qwen2_vl"):
+        raise ModelError(f"model '{options.model}' is a {model.config.model_type}, not a Qwen2.5-VL checkpoint")
+    if quant_cfg is None:
+        model = model.to(device)
+    model.eval()
+    set_vision_attention(model, VISION_ATTN_NAME)
+    fuse_text_norms(model)    # one kernel per RMSNorm (omnivideo/engine/fused/text_norm.py; exact)
+    fuse_text_rotary(model)   # one rotary kernel per layer on CUDA (omnivideo/engine/fused/text_rotary.py)
+    fuse_text_mlp(model)      # SiLU * up in one kernel over the fused gate|up GEMV (omnivideo/engine/fused/text_mlp.py)
+    if quant_name == "nf4":
+        route_nf4_linears(model)  # decode-time NF4 GEMV (OMNIVIDEO_NF4_GEMV=0 turns it off)
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, model_id=options.model,
+                         revision=checkpoint_revision(model), device=device, dtype=dtype,
+                         quantization=quant_name)
+    log.info("loaded %s (%s) on %s, dtype %s, quantization %s", options.model, loaded.revision,
+             device, dtype, quant_name)
+    return loaded
+
+
+def describe(loaded: LoadedModel) -> str:
+    """One JSON line describing what is loaded (for logs and --json output)."""
+    return json.dumps({"model": loaded.model_id, "revision": loaded.revision, "device": str(loaded.device),
+                       "dtype": str(loaded.dtype).replace("torch.", ""), "quantization": loaded.quantization})

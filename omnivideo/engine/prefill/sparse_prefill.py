@@ -1,0 +1,98 @@
+"""OmniSparse prefill through the attention hook: presets, text rows, per-layer dense fallback.
+
+During the video prefill every layer's attention call goes through `SparsePrefill`: it estimates
+pooled block scores (mechanism 1: lazy/active query blocks; mechanism 2: one budget per query block
+set by the flattest KV head), builds per-(KV head, query block) key-block lists and runs the
+block-sparse kernel. Query blocks holding text are dense. When the lists would keep more than
+`dense_fallback` of the causal blocks, the layer returns None and the exact dense path runs:
+sparsity that saves nothing costs nothing. The stored KV is complete either way (only the
+attention outputs of the skipped blocks are approximated).
+
+The kernel switch (`omnivideo.kernels.use_triton`) picks the Triton kernels (CUDA) or their pure-PyTorch
+references (the kernels' spec; a CPU).
+
+    plan = AttentionPlan(sparse=SparsePrefill(PRESETS["balanced"], text_mask))
+"""
+from dataclasses import dataclass, field
+
+import torch
+
+from omnivideo.kernels import use_triton
+from omnivideo.kernels.sparse_prefill.sparse_plan import SparseParams
+
+PRESETS: dict[str, SparseParams | None] = {
+    "dense": None,
+    "balanced": SparseParams(gamma=0.95),
+    "fast": SparseParams(gamma=0.9),
+}
+
+
+@dataclass
+class SparseStats:
+    """Per layer: chosen density per chunk (1.0 where the dense fallback ran; a device tensor until read
+    where the plan did not synchronise)."""
+    density: dict[int, list] = field(default_factory=dict)
+    fallback: dict[int, int] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        all_d = [float(d) for ds in self.density.values() for d in ds]
+        return {"mean_density": round(sum(all_d) / len(all_d), 4) if all_d else None,
+                "dense_fallbacks": sum(self.fallback.values()), "calls": len(all_d)}
+
+
+def _backend(device: torch.device, dtype: torch.dtype):
+    if use_triton(device, dtype):
+        from omnivideo.kernels.sparse_prefill.block_sparse_attention import block_sparse_attention
+        from omnivideo.kernels.sparse_prefill.estimate import estimate
+        from omnivideo.kernels.sparse_prefill.sparse_plan import build_block_lists
+        return estimate, build_block_lists, block_sparse_attention
+    from omnivideo.kernels.sparse_prefill.reference import (block_lists_reference, block_sparse_attention_reference,
+                                                  estimate_reference)
+    return estimate_reference, block_lists_reference, block_sparse_attention_reference
+
+
+class SparsePrefill:
+    """`AttentionPlan.sparse` callable for the prefix prefill (batch 1).
+
+    Args:
+        params: the preset's SparseParams.
+        text_mask: [N_prefix] bool, True at text tokens (their query blocks stay dense).
+        min_keys: below this many keys the chunk runs dense (estimation would cost more than it saves).
+        force_density: benchmarks only: keep this share of blocks whatever the estimate says.
+    """
+
+    def __init__(self, params: SparseParams, text_mask: torch.Tensor, min_keys: int = 4096,
+                 force_density: float | None = None):
+        self.params = params
+        self.text_mask = text_mask
+        self.min_keys = min_keys
+        self.force_density = force_density
+        self.stats = SparseStats()
+
+    def _dense_rows(self, q_offset: int, nq: int) -> torch.Tensor:
+        b = self.params.block_size
+        rows = self.text_mask[q_offset:q_offset + nq]
+        pad = (-nq) % b
+        if pad:
+            rows = torch.cat([rows, rows.new_zeros(pad)])
+        return rows.view(-1, b).any(dim=1)
+
+    def __call__(self, module, query, key, value, scale):
+        """query [1, Hq, Tq, D]; key/value [1, Hkv, Tk, D] -> [1, Hq, Tq, D], or None for dense."""
+        tq, tk = query.shape[2], key.shape[2]
+        q_offset = tk - tq
+        layer = getattr(module, "layer_idx", -1)
+        if tk < self.min_keys or tq < self.params.block_size or q_offset % self.params.block_size:
+            return None
+        estimate, build_lists, attend = _backend(query.device, query.dtype)
+        q, k, v = query[0], key[0], value[0]
+        est = estimate(q, k, q_offset=q_offset, params=self.params, scale=scale)
+        kwargs = {"force_density": self.force_density} if self.force_density is not None else {}
+        lists = build_lists(est, q_offset=q_offset, Nk=tk, params=self.params,
+                            force_dense_rows=self._dense_rows(q_offset, tq), **kwargs)
+        self.stats.density.setdefault(layer, []).append(lists.kept_share)   # no sync here
+        if lists.dense:
+            self.stats.fallback[layer] = self.stats.fallback.get(layer, 0) + 1
+            return None
+        out, _ = attend(q, k, v, lists, q_offset=q_offset, scale=scale)
+        return out.unsqueeze(0)

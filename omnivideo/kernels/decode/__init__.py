@@ -1,0 +1,1 @@
+"""Decode kernels: attention over a packed, per-head slimmed KV plus a tail; slimming selection; the tail append."""

@@ -1,0 +1,1 @@
+"""Per-layer elementwise kernels: RMSNorm, SiLU * up, text and vision rotary, each with its reference beside it."""

@@ -1,0 +1,187 @@
+"""Block-level attention estimate of a prefill chunk (OmniSparse mechanisms 1 and 2), in Triton.
+
+    est = estimate(q, k, q_offset=0, params=SparseParams(), scale=d ** -0.5)
+    est.local_mass, est.cover_count           # [Hkv, Mq]: lazy test and per-head cover counts
+
+Semantics are defined by `omnivideo.kernels.sparse_prefill.reference`; `omnivideo.kernels.sparse_prefill.block_select` turns an
+estimate into key-block lists. Cost: pooling reads q and k once; the pooled scores are ~1/B^2 of
+dense attention; the per-row kernel keeps rows of Mk block probabilities in registers and finds
+the cover threshold by bisection on the float bit pattern (no sort).
+The [Hkv, Mq, Mk] float32 probabilities are materialized: 64 MiB for a 128K-token chunk with 4 KV
+heads; the engine prefills in chunks, which bounds Mq.
+"""
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from omnivideo.kernels.triton_support import check_device, check_last_dim_contiguous
+
+LOG2E = 1.4426950408889634
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """block_probs [Hkv, Mq, Mk] float32: p_u, softmax of pooled scores over causal key blocks,
+    averaged over the g query heads of KV head u (0 for non-causal blocks).
+    local_mass [Hkv, Mq] float32: r, the share of p_u inside the local window.
+    cover_count [Hkv, Mq] int32: k_u, fewest non-local, non-sink blocks holding gamma of their mass."""
+    block_probs: torch.Tensor
+    local_mass: torch.Tensor
+    cover_count: torch.Tensor
+
+
+@triton.jit
+def _pool_kernel(X, OUT, sx_h, sx_n, N, M, B: tl.constexpr, PB: tl.constexpr, D: tl.constexpr):
+    """Block means of rows: X [H, N, D] -> OUT [H, M, D] float32; PB blocks per program, grid (cdiv(M, PB), H)."""
+    m0 = tl.program_id(0) * PB
+    h = tl.program_id(1).to(tl.int64)
+    rows = m0 * B + tl.arange(0, PB * B)
+    d = tl.arange(0, D)
+    x = tl.load(X + h * sx_h + rows[:, None] * sx_n + d[None, :], mask=rows[:, None] < N, other=0.0)
+    m = m0 + tl.arange(0, PB)
+    count = tl.maximum(tl.minimum(N - m * B, B), 1)     # the last block may be partial; >= 1 past M
+    sums = tl.sum(tl.reshape(x.to(tl.float32), (PB, B, D)), 1)
+    tl.store(OUT + (h * M + m)[:, None] * D + d[None, :], sums / count[:, None], mask=m[:, None] < M)
+
+
+@triton.jit
+def _block_probs_kernel(QBAR, KBAR, P, qk_scale, Mq, Mk, qb0,
+                        G: tl.constexpr, GP: tl.constexpr, BI: tl.constexpr, BC: tl.constexpr,
+                        D: tl.constexpr, PREC: tl.constexpr):
+    """P[u, i, c] = mean over the G heads of u of softmax_c(qbar[h, i] . kbar[u, c]) on c <= qb0 + i.
+
+    One program per (tile of BI query blocks, KV head u); rows are (head, query block) pairs, GP*BI
+    of them, so one dot serves the whole GQA group. Two passes over key blocks: softmax statistics,
+    then normalized probabilities summed over the group (no [Hq, Mq, Mk] intermediate)."""
+    t = tl.program_id(0)
+    u = tl.program_id(1)
+    r = tl.arange(0, GP * BI)
+    h = r // BI
+    i = t * BI + r % BI
+    d = tl.arange(0, D)
+    row_ok = (h < G) & (i < Mq)
+    qb = tl.load(QBAR + ((u * G + h) * Mq + i)[:, None] * D + d[None, :], mask=row_ok[:, None], other=0.0)
+    qb = qb * qk_scale                                  # [rows, D], log2 domain
+    bi = qb0 + i
+    c_end = tl.minimum(qb0 + t * BI + BI, Mk)           # causal key blocks of the tile's last row
+    m_i = tl.full([GP * BI], float("-inf"), tl.float32)
+    l_i = tl.zeros([GP * BI], tl.float32)
+    # -- pass 1: row max and sum of exponentials --
+    for c0 in range(0, c_end, BC):
+        c = c0 + tl.arange(0, BC)
+        kb = tl.load(KBAR + (u * Mk + c)[None, :] * D + d[:, None], mask=c[None, :] < Mk, other=0.0)
+        s = tl.dot(qb, kb, input_precision=PREC)        # [rows, BC]
+        s = tl.where(c[None, :] <= bi[:, None], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        l_i = l_i * tl.exp2(m_i - m_new) + tl.sum(tl.exp2(s - m_new[:, None]), 1)
+        m_i = m_new
+    inv = tl.where(h < G, 1.0 / (l_i * G), 0.0)        # padded heads contribute nothing
+    ii = t * BI + tl.arange(0, BI)
+    # -- pass 2: probabilities, averaged over the group --
+    for c0 in range(0, c_end, BC):
+        c = c0 + tl.arange(0, BC)
+        kb = tl.load(KBAR + (u * Mk + c)[None, :] * D + d[:, None], mask=c[None, :] < Mk, other=0.0)
+        s = tl.dot(qb, kb, input_precision=PREC)
+        s = tl.where(c[None, :] <= bi[:, None], s, float("-inf"))
+        p = tl.exp2(s - m_i[:, None]) * inv[:, None]
+        pu = tl.sum(tl.reshape(p, (GP, BI, BC)), 0)     # [BI, BC]
+        tl.store(P + (u * Mq + ii)[:, None] * Mk + c[None, :], pu,
+                 mask=(ii[:, None] < Mq) & (c[None, :] < Mk))
+
+
+@triton.jit
+def row_masks(i, qb0, window, sinks, B: tl.constexpr, MKP: tl.constexpr):
+    """[R, MKP] key-block masks of query blocks i [R]: causal, in window, window + sinks, candidates."""
+    c = tl.arange(0, MKP)[None, :]
+    bi = (qb0 + i)[:, None]
+    lo = tl.maximum(bi * B - window, 0) // B
+    causal = c <= bi
+    base = causal & ((c >= lo) | (c < sinks))
+    cand = causal & (c < lo) & (c >= sinks)
+    return c, causal, c >= lo, base, cand
+
+
+@triton.jit
+def _row_stats_kernel(P, LOCAL, COVER, Mq, Mk, qb0, window, sinks, gamma,
+                      FULL: tl.constexpr, B: tl.constexpr, R: tl.constexpr, MKP: tl.constexpr):
+    """Local mass r and cover count k of R query blocks of KV head u; grid (cdiv(Mq, R), Hkv)."""
+    i = tl.program_id(0) * R + tl.arange(0, R)
+    u = tl.program_id(1)
+    c, causal, in_window, base, cand = row_masks(i, qb0, window, sinks, B, MKP)
+    row_ok = i < Mq
+    cand = cand & row_ok[:, None]
+    p = tl.load(P + (u * Mq + i)[:, None] * Mk + c, mask=causal & row_ok[:, None], other=0.0)
+    tl.store(LOCAL + u * Mq + i, tl.sum(tl.where(in_window, p, 0.0), 1), mask=row_ok)
+    pc = tl.where(cand, p, 0.0)
+    if FULL:                                            # gamma == 1 keeps every candidate, even p == 0
+        k = tl.sum(cand.to(tl.int32), 1)
+    else:
+        target = gamma * tl.sum(pc, 1)                  # [R]
+        bits = pc.to(tl.int32, bitcast=True)            # p >= 0: float order == int order
+        lo = tl.zeros([R], tl.int32)
+        hi = tl.max(bits, 1)
+        # largest threshold t with sum(p >= t) >= target: then t is the k-th largest value
+        for _ in range(31):
+            mid = lo + (hi - lo + 1) // 2
+            ok = tl.sum(tl.where(bits >= mid[:, None], pc, 0.0), 1) >= target
+            lo = tl.where(ok, mid, lo)
+            hi = tl.where(ok, hi, mid - 1)
+        t = lo.to(tl.float32, bitcast=True)             # [R] the k-th largest candidate value
+        above = cand & (pc > t[:, None])
+        m_above = tl.sum(tl.where(above, pc, 0.0), 1)
+        n_tie = tl.sum((cand & (pc == t[:, None])).to(tl.int32), 1)
+        need = tl.ceil((target - m_above) / tl.maximum(t, 1e-38)).to(tl.int32)   # ties needed at t
+        k = tl.sum(above.to(tl.int32), 1) + tl.minimum(tl.maximum(need, 1), n_tie)
+        k = tl.where(target > 0, k, 0)
+    tl.store(COVER + u * Mq + i, k, mask=row_ok)
+
+
+def pool_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
+    """x [H, N, d] -> [H, cdiv(N, B), d] float32 block means (partial last block: mean of its rows)."""
+    H, N, D = x.shape
+    M = triton.cdiv(N, block_size)
+    out = torch.empty(H, M, D, device=x.device, dtype=torch.float32)
+    pb = max(1, 4096 // (block_size * D))               # ~4K elements per program
+    _pool_kernel[(triton.cdiv(M, pb), H)](x, out, x.stride(0), x.stride(1), N, M, B=block_size, PB=pb, D=D)
+    return out
+
+
+def row_tile(Mk: int) -> dict:
+    """Rows per program and padded row width for the per-row kernels: ~4K elements per program."""
+    mkp = max(16, triton.next_power_of_2(Mk))
+    return {"R": max(1, min(32, 4096 // mkp)), "MKP": mkp, "num_warps": 4 if mkp <= 512 else 8}
+
+
+def estimate(q: torch.Tensor, k: torch.Tensor, *, q_offset: int, params, scale: float) -> Estimate:
+    """Pooled block estimate of one prefill chunk.
+
+    q [Hq, Nq, d] queries at absolute positions [q_offset, q_offset + Nq); k [Hkv, Nk, d] with
+    Nk = q_offset + Nq; Hq = g * Hkv; d a power of two >= 16; `params` a `SparseParams`."""
+    check_device(q, k)
+    check_last_dim_contiguous(q=q, k=k)
+    Hq, Nq, D = q.shape
+    Hkv, Nk, Dk = k.shape
+    B = params.block_size
+    assert D == Dk and D >= 16 and D & (D - 1) == 0, f"head_dim must be a power of two >= 16, got {D}, {Dk}"
+    assert Hq % Hkv == 0, f"query heads {Hq} must be a multiple of KV heads {Hkv}"
+    assert q_offset % B == 0 and Nk == q_offset + Nq, (q_offset, Nq, Nk, B)
+    G = Hq // Hkv
+    Mq, Mk = triton.cdiv(Nq, B), triton.cdiv(Nk, B)
+    qbar, kbar = pool_blocks(q, B), pool_blocks(k, B)
+    probs = torch.zeros(Hkv, Mq, Mk, device=q.device, dtype=torch.float32)
+    GP = triton.next_power_of_2(G)
+    # 64 (head, query block) rows x 32 key blocks per step, one stage: fp32 operands split for
+    # tf32x3 need ~100 KB of shared memory at d = 128 (128 rows, 64 blocks, 3 stages needed 256 KB)
+    BI = max(1, 64 // GP)
+    _block_probs_kernel[(triton.cdiv(Mq, BI), Hkv)](
+        qbar, kbar, probs, scale * LOG2E, Mq, Mk, q_offset // B, G=G, GP=GP, BI=BI, BC=32, D=D,
+        PREC="ieee" if q.dtype == torch.float32 else "tf32x3", num_warps=4, num_stages=1)
+    local = torch.empty(Hkv, Mq, device=q.device, dtype=torch.float32)
+    cover = torch.empty(Hkv, Mq, device=q.device, dtype=torch.int32)
+    tile = row_tile(Mk)
+    _row_stats_kernel[(triton.cdiv(Mq, tile["R"]), Hkv)](
+        probs, local, cover, Mq, Mk, q_offset // B, params.window, params.sink_blocks, float(params.gamma),
+        FULL=params.gamma >= 1.0, B=B, **tile)
+    return Estimate(probs, local, cover)

@@ -1,0 +1,1 @@
+"""The browser app (Gradio): video library, streaming chat with [mm:ss] seek links, sessions; calls omnivideo.app."""

@@ -1,1 +1,0 @@
-"""Benchmarks and fidelity measurements: workloads, kernel-level and end-to-end prefill benches."""

@@ -1,1 +1,0 @@
-"""The browser app (Gradio): video library, streaming chat with [mm:ss] seek links, sessions; calls omnivideo_app."""
