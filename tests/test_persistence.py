@@ -107,10 +107,11 @@ def test_prompt_prefix_is_part_of_the_key(home, tmp_path):
 
     video = make_clip(tmp_path / "p.mp4", seconds=2, seed=3)
     app = App(AppConfig(data_dir=home, model="tiny"))
-    a = cache_key(app.store, video, app.loaded, app.chat_format(), app.sampling_config(), "dense")
+    cfg = app.engine.config
+    a = cache_key(app.store, video, app.loaded, app.chat_format(), app.sampling_config(), "dense", cfg)
     b = cache_key(app.store, video, app.loaded, ChatFormat(app.loaded.tokenizer, system="Other instructions."),
-                  app.sampling_config(), "dense")
-    c = cache_key(app.store, video, app.loaded, app.chat_format(), app.sampling_config(), "balanced")
+                  app.sampling_config(), "dense", cfg)
+    c = cache_key(app.store, video, app.loaded, app.chat_format(), app.sampling_config(), "balanced", cfg)
     assert len({a.digest(), b.digest(), c.digest()}) == 3
     app.close()
 

@@ -18,6 +18,7 @@ from omnivideo.engine.prompt import ChatFormat
 from omnivideo.engine.sampling import SamplingParams  # noqa: F401  (re-exported: omnivideo/ui/ talks to omnivideo.app only)
 from omnivideo.app.answer import SYSTEM_PROMPT, format_mmss  # noqa: F401  (format_mmss re-exported for omnivideo/ui/)
 from omnivideo.app.config import AppConfig
+from omnivideo.app.gpu_budget import enforce_budget, kv_on_host, memory_report
 from omnivideo.errors import CacheEntryCorrupt, CacheError, SessionError, VideoError
 from omnivideo.app.library import cache_key, entry_meta, restore
 from omnivideo.app.video import SamplingConfig
@@ -75,7 +76,15 @@ class App:
             self._loaded = load_model(LoadOptions(model=c.model, models_dir=c.models_dir, device=c.device,
                                                   dtype=c.dtype, quant=c.quant))
             self.load_s = time.perf_counter() - t0
+            enforce_budget(self._loaded, c)
         return self._loaded
+
+    def kv_on_host(self, prefix_tokens: int) -> bool:
+        """Whether a prefix of this many tokens keeps its KV in host memory (omnivideo/app/gpu_budget.py)."""
+        return kv_on_host(self.loaded, self.config, prefix_tokens)
+
+    def memory_report(self, on_host: bool) -> dict:
+        return memory_report(self.loaded, self.config, on_host)
 
     @property
     def engine(self) -> Engine:
@@ -113,12 +122,13 @@ class App:
         return asdict(self.sampling_config())
 
     # -- videos ---------------------------------------------------------------------------------------
-    def plan(self, path: str | Path) -> dict:
-        """The planner's report for `path` at the current settings (no model is loaded)."""
+    def plan(self, path: str | Path, with_times: bool = False) -> dict:
+        """The planner's report for `path` at the current settings (no model is loaded); `with_times`
+        also finds the real PTS of the frames sampling will take (decoding, as `probe` does)."""
         from omnivideo.app.video import probe_report
 
         return probe_report(_check_path(Path(path)), self.sampling_config(), model=self.config.model,
-                            attention=self.config.attention)
+                            attention=self.config.attention, with_times=with_times)
 
     def open_video(self, path: str | Path, progress: Progress | None = None, cancel=None,
                    require_store: bool = False, *, stored_as: dict | None = None) -> VideoChat:
@@ -137,7 +147,7 @@ class App:
         sampling, attention = self.sampling_config(), self.config.attention
         if stored_as is not None:
             sampling, attention = SamplingConfig(**stored_as["sampling"]), stored_as["attention_preset"]
-        key = cache_key(self.store, path, self.loaded, chat, sampling, attention)
+        key = cache_key(self.store, path, self.loaded, chat, sampling, attention, self.engine.config)
         # Held across lookup and ingest: a second process opening the same video waits, then hits.
         with self.store.lock(key):
             found = self._load(key, path, chat, progress)
@@ -176,9 +186,10 @@ class App:
         if entry is None:
             return None
         t0 = time.perf_counter()
+        on_host = self.kv_on_host(entry.meta["prefix_len"])
         try:
             with entry:
-                conv = restore(self.engine, chat, entry)
+                conv = restore(self.engine, chat, entry, on_host=on_host)
         except CacheEntryCorrupt as e:
             log.warning("%s: dropping the entry and recomputing", e)
             self.store.drop(entry.id)
@@ -191,7 +202,7 @@ class App:
                             visual_tokens=meta["num_visual_tokens"], prefix_tokens=meta["prefix_len"],
                             timings={"video_s": 0.0, "vision_s": 0.0, "prefill_s": 0.0,
                                      "cache_load_s": time.perf_counter() - t0},
-                            cache_hit=True, entry_id=entry.id)
+                            cache_hit=True, entry_id=entry.id, extra={"kv_on_host": on_host})
         return video, conv
 
     def _compute(self, path: Path, chat: ChatFormat, progress: Progress | None, cancel):
@@ -207,14 +218,16 @@ class App:
                                config=StreamConfig(),   # small reader segments pipeline best (StreamConfig)
                                progress=progress, cancel=cancel, timeline=timeline) as stream:
             prefix_ids = chat.prefix_ids(stream.num_visual_tokens)
-            conv = engine.ingest_stream(prefix_ids, stream, progress=progress, cancel=cancel, timeline=timeline)
+            on_host = self.kv_on_host(len(prefix_ids) + engine.config.reserve_tokens)
+            conv = engine.ingest_stream(prefix_ids, stream, progress=progress, cancel=cancel, timeline=timeline,
+                                        kv_on_host=on_host)
         decode_end = max((s["end_s"] for s in timeline.finish() if s["stage"] == "decode"), default=0.0)
         video = OpenedVideo(path=path, duration_s=stream.info.duration_s,
                             timestamps_s=[round(t, 3) for t in stream.timestamps_s],
                             visual_tokens=stream.num_visual_tokens, prefix_tokens=len(prefix_ids),
                             timings={"video_s": decode_end, "vision_s": conv.stats["vision_s"],
                                      "prefill_s": conv.stats["prefill_s"], "ingest_s": time.perf_counter() - t0},
-                            extra={"info": stream.info, "sparse": conv.stats.get("sparse")})
+                            extra={"info": stream.info, "sparse": conv.stats.get("sparse"), "kv_on_host": on_host})
         return video, conv
 
     # -- library and sessions -------------------------------------------------------------------------

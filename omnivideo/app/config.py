@@ -38,6 +38,7 @@ class AppConfig:
     sparse_min_keys: int = 4096             # shorter prefixes (and chunks) prefill dense
     cache_budget_bytes: int | None = None   # disk budget of the KV store; None = unlimited
     gamma_decode: float = 1.0               # decode-time KV kept per head (mechanism 3); 1 = all, exact
+    gpu_memory_gb: float | None = None      # GPU memory budget (enforced); None = the whole GPU
 
     def __post_init__(self):
         if self.attention not in ATTENTION_PRESETS:
@@ -48,6 +49,10 @@ class AppConfig:
             raise ConfigError(f"cache budget must be positive, got {self.cache_budget_bytes} bytes")
         if not 0 < self.gamma_decode <= 1:
             raise ConfigError(f"gamma-decode must be in (0, 1], got {self.gamma_decode}")
+        if self.gpu_memory_gb is not None and not self.gpu_memory_gb > 0:
+            raise ConfigError(f"gpu-memory must be a positive number of GB, got {self.gpu_memory_gb}")
+        if self.total_pixels is not None and self.total_pixels < 2 * 28 * 28:
+            raise ConfigError(f"total-pixels must be at least {2 * 28 * 28} (two 28x28 frames), got {self.total_pixels}")
         if self.max_frames is not None and self.max_frames < 2:
             raise ConfigError(f"max-frames must be >= 2 (frames come in pairs), got {self.max_frames}")
 

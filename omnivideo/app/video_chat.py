@@ -102,7 +102,8 @@ class VideoChat:
                     "reused": reused},
             frames={"count": len(self.video.timestamps_s), "timestamps_s": self.video.timestamps_s},
             stop_reason=stop_reason, extra={"turn": len(self.turns), "entry_id": self.video.entry_id,
-                                            "sparse": self.video.extra.get("sparse"), "decode": self._decode_info()})
+                                            "sparse": self.video.extra.get("sparse"), "decode": self._decode_info(),
+                                            "memory": self.app.memory_report(bool(self.video.extra.get("kv_on_host")))})
         self._persist(question, ids, answer, answer_ids, self.last)
         if self.session_id is not None:
             self.last.extra["session_id"] = self.session_id

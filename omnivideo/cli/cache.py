@@ -32,15 +32,22 @@ def register(cli, *, model_options, build_config):
     @click.option("--json", "json_out", is_flag=True)
     @click.pass_context
     def cache_ls(ctx, json_out):
-        """List cached videos: video, model, tokens, size, last used."""
+        """List cached videos: video, model, tokens, size, last used, and why an entry cannot be used here."""
+        from omnivideo.app.library import why_unusable
+        from omnivideo.storage import CacheKey
+
         with _store(ctx) as store:
             rows = store.ls()
+        for r in rows:
+            r["unusable"] = why_unusable(CacheKey.from_dict(r["key"]))
         if json_out:
             print_json(rows)
             return
         for r in rows:
+            note = f"  [unusable here: {r['unusable']}]" if r["unusable"] else ""
             click.echo(f"{r['id'][:12]}  {r['num_tokens']:>7} tok  {r['nbytes'] / 2**20:9.1f} MiB  "
-                       f"{_ago(r['last_used_at']):>9}  {r['model_id']}  {r.get('attention_preset')}  {r.get('video_path')}")
+                       f"{_ago(r['last_used_at']):>9}  {r['model_id']}  {r.get('attention_preset')}  "
+                       f"{r.get('video_path')}{note}")
         if not rows:
             click.echo("(empty)")
 
@@ -87,10 +94,15 @@ def register(cli, *, model_options, build_config):
     @cache.command("import")
     @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
     @click.option("--model", default=None, help="Refuse the file unless it was made with this model.")
+    @click.option("--force", is_flag=True, help="Import even an entry made by another code or library version "
+                  "or another device (it will not be used until this machine matches).")
     @click.pass_context
-    def cache_import(ctx, src, model):
-        """Add an exported entry to this cache (refuses another model or format)."""
+    def cache_import(ctx, src, model, force):
+        """Add an exported entry to this cache (refuses another model or format, and entries this machine's
+        code, libraries or device would never use)."""
+        from omnivideo.app.library import why_unusable
+
         with _store(ctx) as store:
-            entry = store.import_entry(src, expect_model_id=model)
+            entry = store.import_entry(src, expect_model_id=model, refuse=None if force else why_unusable)
             click.echo(f"imported {entry.id} ({entry.num_tokens} tokens)")
             entry.close()

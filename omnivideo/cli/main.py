@@ -34,6 +34,12 @@ def model_options(f):
                      show_default=True),
         click.option("--quant", type=click.Choice(["auto", "nf4", "none"]), default="auto", show_default=True,
                      help="auto = NF4 on a CUDA GPU, none on CPU."),
+        click.option("--gpu-memory", "gpu_memory_gb", type=float, default=None, metavar="GB",
+                     help="GPU memory budget, enforced (default: the whole GPU). A video whose KV does not fit "
+                     "keeps it in host memory, streamed to the GPU a layer at a time."),
+        click.option("--total-pixels", type=int, default=None,
+                     help="Pixel budget over all sampled frames (qwen-vl-utils' total_pixels; default "
+                     "about 90M, i.e. ~115K visual tokens at most)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -41,14 +47,14 @@ def model_options(f):
 
 
 def build_config(ctx, model=None, fps=None, max_frames=None, attention="dense", device="auto", dtype="auto",
-                 quant="auto", default_model=None, gamma_decode=1.0):
+                 quant="auto", default_model=None, gamma_decode=1.0, gpu_memory_gb=None, total_pixels=None):
     from omnivideo.app.config import AppConfig
     from omnivideo.app.models import DEFAULT_MODEL
 
     kwargs = dict(data_dir=ctx.obj["data_dir"], cache_budget_bytes=ctx.obj["cache_budget_bytes"],
                   model=model or default_model or DEFAULT_MODEL,
                   attention=attention, device=device, dtype=dtype, quant=quant, max_frames=max_frames,
-                  gamma_decode=gamma_decode)
+                  gamma_decode=gamma_decode, gpu_memory_gb=gpu_memory_gb, total_pixels=total_pixels)
     if fps is not None:
         kwargs["fps"] = fps
     return AppConfig(**kwargs)
@@ -161,9 +167,12 @@ def chat(ctx, video, max_new_tokens, temperature, top_p, seed, **model_kw):
 @click.option("--fps", type=float, default=None, help="Frames per second to sample (default 2).")
 @click.option("--max-frames", type=int, default=None, help="Upper bound on sampled frames.")
 @click.option("--attention", type=click.Choice(["dense", "balanced", "fast"]), default="dense", show_default=True)
+@click.option("--gpu-memory", "gpu_memory_gb", type=float, default=None, metavar="GB",
+              help="Plan for this GPU memory budget (default: the detected GPU).")
+@click.option("--total-pixels", type=int, default=None, help="Pixel budget over all sampled frames.")
 @click.option("--json", "json_out", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def probe(ctx, video, model, fps, max_frames, attention, json_out):
+def probe(ctx, video, model, fps, max_frames, attention, gpu_memory_gb, total_pixels, json_out):
     """Show VIDEO's metadata and the sampling plan and memory estimate, without loading a model.
 
     Example: python launcher.py probe lecture.mp4 --fps 1 --json
@@ -171,8 +180,10 @@ def probe(ctx, video, model, fps, max_frames, attention, json_out):
     from omnivideo.app.app import App
     from omnivideo.app.video import probe_report
 
-    cfg = build_config(ctx, model=model, fps=fps, max_frames=max_frames, attention=attention)
-    report = probe_report(video, App(cfg).sampling_config(), model=cfg.model, attention=attention)
+    cfg = build_config(ctx, model=model, fps=fps, max_frames=max_frames, attention=attention,
+                       gpu_memory_gb=gpu_memory_gb, total_pixels=total_pixels)
+    gpu = "detect" if gpu_memory_gb is None else int(gpu_memory_gb * 2**30)
+    report = probe_report(video, App(cfg).sampling_config(), model=cfg.model, attention=attention, gpu_memory_bytes=gpu)
     if json_out:
         print_json(report)
         return

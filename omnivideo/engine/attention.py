@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from omnivideo.errors import is_out_of_memory
+
 ATTN_NAME = "omnivideo"
 
 # Bound the dense path's explicit causal mask (bool [rows, Tk]) to about this many elements, so a
@@ -141,6 +143,8 @@ def _passes_check(name: str, like: torch.Tensor, hq: int, hkv: int) -> bool:
     try:
         out = _offset_attention(name, q, k, v, d ** -0.5).float()
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
+        if is_out_of_memory(e):  # not a verdict on the backend: choosing a slower one for good would hide it
+            raise
         LOG.info("dense attention backend %s unavailable: %s", name, str(e).splitlines()[0][:200])
         return False
     ref = _masked_attention(q.float(), k.float(), v.float(), d ** -0.5, hq != hkv)
@@ -160,6 +164,14 @@ def offset_backend(q: torch.Tensor, k: torch.Tensor) -> str:
     if key not in _chosen:
         _choose(key, OFFSET_BACKENDS, q, k)
     return _chosen[key]
+
+
+def dense_backend(device: torch.device, dtype: torch.dtype, num_q_heads: int, num_kv_heads: int,
+                  head_dim: int) -> str:
+    """The backend chunks with a past will run for this layout (chosen now if not yet): part of the cache
+    key, since the backends round differently."""
+    q = torch.empty(1, num_q_heads, 1, head_dim, device=device, dtype=dtype)
+    return offset_backend(q, torch.empty(1, num_kv_heads, 1, head_dim, device=device, dtype=dtype))
 
 
 def _choose(key: tuple, candidates: tuple[str, ...], q: torch.Tensor, k: torch.Tensor) -> None:

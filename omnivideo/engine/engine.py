@@ -22,7 +22,8 @@ from omnivideo.engine.decode.slim_decode import SlimDecodeConfig, generate_slim
 from omnivideo.engine.kv_cache import OmniCache
 from omnivideo.engine.loading import LoadedModel
 from omnivideo.engine.prefill.ingest_pipeline import InputsSource, VisionSource, ingest_streamed
-from omnivideo.engine.prefill.question_prefill import is_host_cache, prefill_streamed
+from omnivideo.engine.host_kv_cache import HostKVCache, is_host_cache
+from omnivideo.engine.prefill.question_prefill import prefill_streamed
 from omnivideo.engine.sampling import SamplingParams, sample_next_token
 from omnivideo.engine.stack import decoder_stack, text_positions
 from omnivideo.errors import ConfigError
@@ -107,16 +108,21 @@ class Engine:
 
     @torch.inference_mode()
     def ingest_stream(self, prefix_ids: list[int], source: VisionSource, progress: Progress | None = None,
-                      cancel=None, timeline: StageTimeline | None = None) -> Conversation:
+                      cancel=None, timeline: StageTimeline | None = None, kv_on_host: bool = False) -> Conversation:
         """The pipelined ingest (omnivideo/engine/prefill/ingest_pipeline.py): vision chunks of `config.vision_chunk_groups`
         frame groups consumed by the prefill chunks as the source delivers them; progress "vision" and
         "prefill"; raises VideoCancelled between chunks once `cancel` is set."""
-        return ingest_streamed(self, prefix_ids, source, progress, cancel, timeline)
+        return ingest_streamed(self, prefix_ids, source, progress, cancel, timeline, kv_on_host)
 
-    def conversation_from_prefix(self, layers, prefix_ids: list[int], rope_delta: int) -> Conversation:
-        """A conversation whose cache is a stored prefix: per-layer ([Hkv, N, D], [Hkv, N, D])."""
-        cache = OmniCache.from_layers(layers, self.num_layers, self.device, self.loaded.dtype,
-                                      reserve=len(prefix_ids) + self.config.reserve_tokens)
+    def conversation_from_prefix(self, layers, prefix_ids: list[int], rope_delta: int,
+                                 on_host: bool = False) -> Conversation:
+        """A conversation whose cache is a stored prefix: per-layer ([Hkv, N, D], [Hkv, N, D]), read straight
+        into the device cache, or into host memory (`on_host`: questions then stream it per layer)."""
+        reserve = len(prefix_ids) + self.config.reserve_tokens
+        if on_host:
+            cache = HostKVCache.from_layers(layers, self.num_layers, self.loaded.dtype, reserve=reserve)
+        else:
+            cache = OmniCache.from_layers(layers, self.num_layers, self.device, self.loaded.dtype, reserve=reserve)
         return Conversation(cache=cache, rope_delta=rope_delta, prefix_len=len(prefix_ids), ids=list(prefix_ids))
 
     # -- text + decode ----------------------------------------------------------------------------

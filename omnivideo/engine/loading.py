@@ -6,7 +6,6 @@ a CPU gets fp32 (bf16 on request). The `tiny` alias resolves to a checkpoint bui
 
     loaded = load_model(LoadOptions(model="tiny", models_dir=Path("~/.local/share/omnivideo/models")))
 """
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import torch
 from omnivideo.engine.attention import ATTN_NAME, register_attention
 from omnivideo.engine.fused.nf4_linear import route_nf4_linears
 from omnivideo.engine.tiny_model import ensure_tiny_checkpoint
+from omnivideo.engine.weights_fingerprint import fingerprint_checkpoint
 from omnivideo.engine.fused.text_mlp import fuse_text_mlp
 from omnivideo.engine.fused.text_norm import fuse_text_norms
 from omnivideo.engine.fused.text_rotary import fuse_text_rotary
@@ -26,6 +26,7 @@ from omnivideo.errors import ConfigError, DeviceError, ModelError
 log = logging.getLogger(__name__)
 
 TINY_ALIAS = "tiny"
+FINGERPRINT_MEMO = ".fingerprints.json"  # under the models dir: checkpoint file digests by path and stat
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTS = ("auto", "nf4", "none")
@@ -99,17 +100,13 @@ def resolve_checkpoint(options: LoadOptions) -> str:
     return options.model
 
 
-def checkpoint_revision(model) -> str:
-    """The hub commit when known, else a hash of the local checkpoint's config and weight files."""
+def checkpoint_revision(model, memo: Path | None = None) -> str:
+    """The hub commit when known, else a digest of the local checkpoint's files by content
+    (omnivideo/engine/weights_fingerprint.py; `memo` remembers it by path and stat)."""
     commit = getattr(model.config, "_commit_hash", None)
     if commit:
         return commit
-    root = Path(getattr(model.config, "_name_or_path", "") or ".")
-    h = hashlib.sha256()
-    for f in sorted(root.glob("*.json")) + sorted(root.glob("*.safetensors")):
-        h.update(f.name.encode())
-        h.update(f.read_bytes() if f.stat().st_size < (64 << 20) else str(f.stat().st_size).encode())
-    return "sha256:" + h.hexdigest()[:16]
+    return fingerprint_checkpoint(Path(getattr(model.config, "_name_or_path", "") or "."), memo)
 
 
 # Modules bitsandbytes must leave in 16 bits: the vision tower (quantizing it costs accuracy and saves little;
@@ -162,9 +159,9 @@ def load_model(options: LoadOptions) -> LoadedModel:
     fuse_text_rotary(model)   # one rotary kernel per layer on CUDA (omnivideo/engine/fused/text_rotary.py)
     fuse_text_mlp(model)      # SiLU * up in one kernel over the fused gate|up GEMV (omnivideo/engine/fused/text_mlp.py)
     if quant_name == "nf4":
-        route_nf4_linears(model)  # decode-time NF4 GEMV (OMNIVIDEO_NF4_GEMV=0 turns it off)
+        route_nf4_linears(model)  # decode-time NF4 GEMV (the kernel switch decides per call)
     loaded = LoadedModel(model=model, tokenizer=tokenizer, model_id=options.model,
-                         revision=checkpoint_revision(model), device=device, dtype=dtype,
+                         revision=checkpoint_revision(model, options.models_dir / FINGERPRINT_MEMO), device=device, dtype=dtype,
                          quantization=quant_name)
     log.info("loaded %s (%s) on %s, dtype %s, quantization %s", options.model, loaded.revision,
              device, dtype, quant_name)

@@ -105,7 +105,9 @@ def _read_manifest(tar: tarfile.TarFile, src: Path) -> dict:
     return data
 
 
-def import_entry(store, src: Path, *, expect_model_id: str | None, expect_format: int) -> StoredEntry:
+def import_entry(store, src: Path, *, expect_model_id: str | None, expect_format: int, refuse=None) -> StoredEntry:
+    """refuse: key -> a reason the entry is unusable here (the app's check of code, library versions and
+    device), or None to accept it."""
     try:
         tar = tarfile.open(src, mode="r:")
     except (OSError, tarfile.TarError) as e:
@@ -119,6 +121,9 @@ def import_entry(store, src: Path, *, expect_model_id: str | None, expect_format
             raise CacheError(f"{src} holds a format {key.format_version} entry; this store reads format {expect_format}")
         if expect_model_id is not None and key.model_id != expect_model_id:
             raise CacheError(f"{src} was made with model {key.model_id!r}, not {expect_model_id!r}: refused")
+        reason = refuse(key) if refuse is not None else None
+        if reason:
+            raise CacheError(f"{src} would never be used here, refused: {reason}")
 
         def fill(writer: EntryWriter) -> None:
             for i, f in enumerate(data["files"]):

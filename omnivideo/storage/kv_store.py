@@ -109,7 +109,8 @@ class KVStore:
         out = []
         for row in self.index.entries():
             item = {k: v for k, v in row.items() if k not in ("key_json", "meta_json", "key_digest", "format_version")}
-            item["sampling"] = dict(json.loads(row["key_json"])["sampling"])
+            item["key"] = json.loads(row["key_json"])
+            item["sampling"] = dict(item["key"]["sampling"])
             item["meta"] = json.loads(row["meta_json"])
             out.append(item)
         return out
@@ -204,11 +205,12 @@ class KVStore:
         return archive.export_entry(self, entry_id, Path(dest_file))
 
     def import_entry(self, src_file: str | Path, *, expect_model_id: str | None = None,
-                     expect_format: int | None = None) -> StoredEntry:
-        """Add an exported entry; refuses another model (when given) or a format other than `expect_format`
-        (default: the format this code writes)."""
+                     expect_format: int | None = None, refuse=None) -> StoredEntry:
+        """Add an exported entry; refuses another model (when given), a format other than `expect_format`
+        (default: the format this code writes), or a key for which `refuse(key)` gives a reason."""
         entry = archive.import_entry(self, Path(src_file), expect_model_id=expect_model_id,
-                                     expect_format=FORMAT_VERSION if expect_format is None else expect_format)
+                                     expect_format=FORMAT_VERSION if expect_format is None else expect_format,
+                                     refuse=refuse)
         return self._admit(entry)
 
     # -- sessions (see storage.sessions) ---------------------------------------------------------

@@ -27,7 +27,7 @@ def test_tiny_loads_through_from_pretrained(tiny):
     cfg = tiny.model.config
     assert cfg.model_type == "qwen2_5_vl"
     assert cfg.text_config.hidden_size == 64 and cfg.text_config.num_hidden_layers == 2
-    assert tiny.revision.startswith("sha256:") and tiny.quantization == "none"
+    assert tiny.revision.startswith("xxh3:") and tiny.quantization == "none"   # weights by content
     assert tiny.tokenizer.chat_template
 
 

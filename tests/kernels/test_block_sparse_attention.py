@@ -105,3 +105,36 @@ def test_launcher_rejects_bad_inputs(bad):
         v = v.half()
     with pytest.raises(AssertionError):
         block_sparse_attention(q, k, v, lists, q_offset=q_offset, scale=0.2)
+
+
+class _Failing:
+    """Stands in for the TMA-capable autotuned kernel: its launch raises `error`."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            raise self.error
+        return launch
+
+
+@pytest.mark.parametrize("error, falls_back", [(RuntimeError("PassManager::run failed"), True),
+                                               (torch.OutOfMemoryError("CUDA out of memory"), False)],
+                         ids=["build-failure", "out-of-memory"])
+def test_only_a_build_failure_of_the_tma_variant_falls_back(monkeypatch, error, falls_back):
+    import omnivideo.kernels.sparse_prefill.block_sparse_attention as bsa
+
+    q, k, v, lists = _case(8, 2, 200, 0, torch.float32)
+    monkeypatch.setattr(bsa, "_attn_kernel_tuned", _Failing(error))
+    monkeypatch.setattr(bsa, "_descriptors", lambda k, v, B: [k, v])   # as if TMA applied here
+    monkeypatch.setattr(bsa, "_tma_failed", False)
+    if falls_back:
+        out, _ = block_sparse_attention(q, k, v, lists, q_offset=0, scale=0.2)
+        ref, _ = block_sparse_attention_reference(q, k, v, lists, q_offset=0, scale=0.2)
+        assert_close("out", out, ref, rel_rms=1e-5)
+        assert bsa._tma_failed
+    else:
+        with pytest.raises(torch.OutOfMemoryError):
+            block_sparse_attention(q, k, v, lists, q_offset=0, scale=0.2)
+        assert not bsa._tma_failed      # an out-of-memory is not a verdict on the variant

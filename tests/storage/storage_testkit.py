@@ -21,7 +21,7 @@ def sha(text: str) -> str:
 KEY_FIELDS = dict(
     video_sha256=sha("video"), sampling={"fps": 2.0, "max_frames": 64}, model_id="tiny", model_revision="r1",
     quantization="none", dtype="float32", prefix_tokens_sha256=sha("prefix"), attention_preset="dense",
-    kernel_version="1",
+    kernel_version="1", engine={"chunk_size": 4096}, stack={"torch": "2.13.0", "device": "cpu"},
 )
 
 
@@ -36,6 +36,8 @@ CHANGED = {
     "prefix_tokens_sha256": sha("other prefix"),
     "attention_preset": "omnisparse",
     "kernel_version": "2",
+    "engine": {"chunk_size": 2048},
+    "stack": {"torch": "2.13.0", "device": "NVIDIA H200"},
     "format_version": FORMAT_VERSION + 1,
 }
 

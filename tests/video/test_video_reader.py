@@ -10,7 +10,7 @@ import pytest
 from video_corpus import FFMPEG, ffprobe_duration, ffprobe_json, ffprobe_pts, read_barcode
 from video_corpus import corpus  # noqa: F401  (session fixture)
 
-from omnivideo.app.video import SamplingConfig, probe_video, sample_video
+from omnivideo.app.video import SamplingConfig, plan_sampling, probe_video, sample_video
 from omnivideo.app.video.reader import VideoReader
 
 CODECS = {"h264": "h264", "hevc": "hevc", "vp9": "vp9", "mjpeg": "mjpeg", "vfr": "h264"}
@@ -147,3 +147,17 @@ def test_parallel_readers_return_the_same_frames_as_one(corpus):
     three = sample_video(clip.path, SamplingConfig(fps=2.0), workers=3)
     assert one.timestamps_s == three.timestamps_s
     assert np.array_equal(one.frames, three.frames)
+
+
+def test_probe_reports_real_frame_times_on_a_variable_frame_rate_file(corpus):
+    """`probe`'s sampled times are ffprobe PTS and the very frames sampling takes (not index / average fps)."""
+    from omnivideo.app.video import probe_report
+
+    clip = corpus.clips["vfr"]
+    pts = ffprobe_pts(clip.path)
+    cfg = SamplingConfig(fps=2.0)
+    reported = probe_report(clip.path, cfg, gpu_memory_bytes=None)["sampled"]["timestamps_s"]
+    assert all(np.min(np.abs(pts - t)) < 1e-3 for t in reported), "a reported time is no frame's PTS"
+    assert reported == pytest.approx(sample_video(clip.path, cfg).timestamps_s, abs=1e-4)
+    planned = plan_sampling(probe_video(clip.path), cfg).timestamps_s
+    assert max(np.min(np.abs(pts - t)) for t in planned) > 0.01   # the plan's own times are not frame times here

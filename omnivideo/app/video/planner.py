@@ -18,6 +18,7 @@ from omnivideo.app.config import ATTENTION_PRESETS
 from omnivideo.errors import ConfigError
 from omnivideo.app.models import ModelFootprint, footprint_for
 from omnivideo.app.video.info import VideoInfo, probe_video
+from omnivideo.app.video.reader import VideoReader
 from omnivideo.app.video.sampling import SamplingConfig, SamplingPlan, plan_sampling
 
 GIB = 1 << 30
@@ -50,6 +51,7 @@ class MemoryPlan:
     gpu_memory_bytes: int | None
     fits: bool | None
     warning: str | None = None
+    kv_placement: str | None = None     # "gpu", "host" (streamed per layer) or "none" (not even that fits)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,8 +95,19 @@ def plan_memory(plan: SamplingPlan, model: str, attention: str = "dense",
     total = weights + kv + act + RUNTIME_RESERVE
     decode_kv = int(plan.visual_tokens * per_token * DECODE_KV_SHARE[attention]) + TEXT_TOKENS * per_token
     fits = None if gpu_memory_bytes is None else total <= gpu_memory_bytes * USABLE_FRACTION
+    placement = None
+    if gpu_memory_bytes is not None:
+        streamed = weights + act + RUNTIME_RESERVE + 2 * kv // fp.num_layers   # two layers staged
+        placement = "gpu" if fits else "host" if streamed <= gpu_memory_bytes * USABLE_FRACTION else "none"
     return MemoryPlan(plan.visual_tokens, per_token, kv, weights, act, RUNTIME_RESERVE, total, decode_kv,
-                      gpu_memory_bytes, fits)
+                      gpu_memory_bytes, fits, kv_placement=placement)
+
+
+def kv_fits_gpu(kv_bytes: int, resident_bytes: int, chunk_tokens: int, hidden_size: int, budget_bytes: int) -> bool:
+    """The app's decision once a model is loaded: weights already resident, this prefix's KV, one prefill
+    chunk's activations and the runtime reserve within the budget (else the KV stays in host memory)."""
+    act = chunk_tokens * hidden_size * ACTIVATION_BYTES_PER_HIDDEN
+    return resident_bytes + kv_bytes + act + RUNTIME_RESERVE <= budget_bytes * USABLE_FRACTION
 
 
 def _with_frames(cfg: SamplingConfig, frames: int) -> SamplingConfig:
@@ -123,16 +136,31 @@ def fit_warning(info: VideoInfo, cfg: SamplingConfig, model: str, attention: str
     start = cfg.start_s or 0.0
     end = info.duration_s if cfg.end_s is None else min(cfg.end_s, info.duration_s)
     fps = math.floor(better.count / (end - start) * 100) / 100
-    return (f"{head}: try --max-frames {better.count} (or --fps {fps:g}) for "
-            f"{better.visual_tokens} visual tokens")
+    hint = (f"--max-frames {better.count} (or --fps {fps:g}) for {better.visual_tokens} visual tokens")
+    if memory.kv_placement == "host":
+        return (f"{head}: the KV stays in host memory, streamed to the GPU a layer at a time (slower "
+                f"questions); {hint} keeps it on the GPU")
+    return f"{head}: try {hint}"
 
 
 def probe_report(path: str | os.PathLike, cfg: SamplingConfig | None = None, model: str = "tiny",
-                 attention: str = "dense", gpu_memory_bytes: int | None | str = "detect") -> dict:
-    """The `probe --json` object: metadata, sampling plan and memory figures. Decodes ~2 keyframe intervals."""
+                 attention: str = "dense", gpu_memory_bytes: int | None | str = "detect",
+                 with_times: bool = True) -> dict:
+    # "kv_placement" says which path a run takes: the KV on the GPU, or in host memory streamed per layer
+    # (when the whole KV does not fit the budget, `--gpu-memory` or the detected GPU)
+    """The `probe --json` object: metadata, sampling plan and memory figures.
+
+    The sampled times are the real PTS of the frames sampling will take (the frame nearest each planned
+    time, found by decoding without colour conversion): on a variable-frame-rate file the plan's
+    index / average-fps times can be a frame away from any real frame. `with_times` False (the browser
+    app's estimate, which shows no times) skips that decoding and reports no times at all."""
     cfg = cfg or SamplingConfig()
     info = probe_video(path)
     plan = plan_sampling(info, cfg)
+    stamps = None
+    if with_times:
+        with VideoReader(path) as reader:
+            stamps = [round(pts, 4) for pts, _ in reader.frames_at(plan.timestamps_s, pixels=False)]
     gpu = detect_gpu_memory() if gpu_memory_bytes == "detect" else gpu_memory_bytes
     memory = plan_memory(plan, model, attention, gpu)
     if memory.fits is False:
@@ -141,7 +169,7 @@ def probe_report(path: str | os.PathLike, cfg: SamplingConfig | None = None, mod
     figures.pop("visual_tokens")
     return {
         **info.to_dict(),
-        "sampled": {"count": plan.count, "timestamps_s": [round(t, 3) for t in plan.timestamps_s],
+        "sampled": {"count": plan.count, **({"timestamps_s": stamps} if with_times else {}),
                     "resized_height": plan.resized_height, "resized_width": plan.resized_width},
         "visual_tokens": plan.visual_tokens,
         "model": model,

@@ -164,9 +164,11 @@ class VideoReader:
                 raise VideoError(f"{self.path}: no frame could be decoded ({self.codec}); {REENCODE_HINT}")
 
     # -- public --
-    def frame_near(self, target: float) -> tuple[float, np.ndarray]:
-        """The frame whose PTS is nearest `target` seconds: (pts, rgb uint8 [H, W, 3])."""
-        if self._returned is not None and self._pts is not None:
+    def frame_near(self, target: float, pixels: bool = True) -> tuple[float, np.ndarray | None]:
+        """The frame whose PTS is nearest `target` seconds: (pts, rgb uint8 [H, W, 3]); with `pixels` False
+        (pts, None), without a single colour conversion: what `probe` reports as sampled times."""
+        pick = self._current_rgb if pixels else (lambda: None)
+        if self._returned is not None and self._pts is not None and (self._returned[1] is not None or not pixels):
             kept = self._returned[0]  # two targets on one frame (short ranges): no second decode
             if kept <= target <= self._pts and target - kept <= self._pts - target:
                 return self._returned
@@ -180,11 +182,11 @@ class VideoReader:
                 if before is not None and target - before[0] <= pts - target:
                     self._returned = before
                 else:
-                    self._returned = (pts, self._current_rgb())
+                    self._returned = (pts, pick())
                 return self._returned
             # Only frames close before the target can be the nearest: convert just those.
             if target - pts < 1.5 * max(self._gap, self.frame_period):
-                before = (pts, self._current_rgb())
+                before = (pts, pick())
             last = pts
             if not self._grab():
                 if before is not None:
@@ -193,10 +195,10 @@ class VideoReader:
                 raise VideoError(f"{self.path}: the video stops at {last:.2f} s, before {target:.2f} s: "
                                  "the file is truncated or its header is wrong")
 
-    def frames_at(self, targets):
+    def frames_at(self, targets, pixels: bool = True):
         """Yield (pts, rgb) for each target time, in order; targets must not decrease."""
         for target in targets:
-            yield self.frame_near(float(target))
+            yield self.frame_near(float(target), pixels)
 
     def first_frame_pts(self) -> float:
         """PTS of the first frame; raises VideoError when the codec cannot be decoded here."""

@@ -24,7 +24,7 @@ import torch
 
 from omnivideo.engine.attention import AttentionPlan
 from omnivideo.engine.decode.decode_graph import DecodeStep
-from omnivideo.engine.prefill.question_prefill import is_host_cache
+from omnivideo.engine.host_kv_cache import is_host_cache
 from omnivideo.engine.decode.slim_kv import SlimKV
 from omnivideo.engine.sampling import sample_next_token
 from omnivideo.kernels.decode.kv_slimming import PackedKV, SlimParams, alias_kv, keep_all, pack_kv, select_slim_tokens

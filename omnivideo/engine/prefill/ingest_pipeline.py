@@ -24,7 +24,9 @@ import torch
 
 from omnivideo.engine.attention import AttentionPlan
 from omnivideo.engine.conversation import Conversation
+from omnivideo.engine.host_kv_cache import HostKVCache
 from omnivideo.engine.kv_cache import OmniCache
+from omnivideo.engine.prefill.host_rounds import HostRoundCache
 from omnivideo.engine.prefill.prefix_prefill import plan_rounds, prefill_round
 from omnivideo.engine.prefill.sparse_prefill import SparsePrefill
 from omnivideo.errors import VideoCancelled
@@ -136,12 +138,23 @@ def _video_counts(prefix_ids: list[int], video_pad_id: int) -> list[int]:
     return counts
 
 
+def _fresh_cache(engine, tokens: int, on_host: bool):
+    if not on_host:
+        cache = OmniCache(engine.num_layers)
+        cache.reserve(tokens)
+        return cache
+    text = engine.loaded.text_config
+    return HostKVCache(engine.num_layers, text.num_key_value_heads, text.hidden_size // text.num_attention_heads,
+                       engine.loaded.dtype, capacity=tokens)
+
+
 def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progress: Progress | None = None,
-                    cancel=None, timeline: StageTimeline | None = None):
+                    cancel=None, timeline: StageTimeline | None = None, kv_on_host: bool = False):
     """Prefill `prefix_ids` (video placeholder expanded) into a fresh cache, encoding the source's frame groups
     in chunks of `engine.config.vision_chunk_groups` just before the prefill round that needs them.
     Returns a Conversation with stats vision_s / prefill_s (device busy time), ingest_s (wall)
-    and sparse. `timeline` (default: a private one) receives the vision chunks' and prefill rounds' spans."""
+    and sparse. `timeline` (default: a private one) receives the vision chunks' and prefill rounds' spans.
+    `kv_on_host`: the KV goes to a HostKVCache, one layer staged on the device per round (host_rounds.py)."""
     device, cfg = engine.device, engine.config
     t_start = time.perf_counter()
     timeline = timeline if timeline is not None else StageTimeline(device)
@@ -156,8 +169,7 @@ def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progres
     positions, deltas = engine.model.model.get_rope_index(
         ids, mm_token_type_ids=is_video.int() * 2, video_grid_thw=torch.tensor([[grid_t, grid_h, grid_w]], device=device),
         second_per_grid_ts=spg)
-    cache = OmniCache(engine.num_layers)
-    cache.reserve(len(prefix_ids) + cfg.reserve_tokens)
+    cache = _fresh_cache(engine, len(prefix_ids) + cfg.reserve_tokens, kv_on_host)
     plan = engine.plan_factory("prefix")
     if plan is None and cfg.sparse is not None:
         plan = AttentionPlan(sparse=SparsePrefill(cfg.sparse, text_mask=~is_video[0], min_keys=cfg.sparse_min_keys,
@@ -192,7 +204,10 @@ def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progres
                 progress(start + (stop - start) * (layer + 1) // engine.num_layers, n, "prefill")
 
         with timeline.device_span("prefill", index):
-            prefill_round(engine, hidden, [positions[:, :, a:b] for a, b in chunks], cache, plan, after_layer)
+            target = HostRoundCache(cache, stop - start, device) if kv_on_host else cache
+            prefill_round(engine, hidden, [positions[:, :, a:b] for a, b in chunks], target, plan, after_layer)
+            if kv_on_host:
+                target.finish()
         del hidden
         index += 1
     timeline.finish()  # synchronises the device: ingest_s is the wall time of the finished work

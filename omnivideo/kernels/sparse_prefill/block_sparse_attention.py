@@ -187,7 +187,9 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, li
         try:
             kernel[(tiles, Hkv * Mq)](*args, row0, **meta, BLOCK_M=bm)
         except Exception as err:  # noqa: BLE001  toolchain-specific TMA failures: keep the proven path
-            if kernel is _attn_kernel_pointer:
+            # ... but an out-of-memory is no verdict on the variant: falling back would hide it and retry hungrier
+            if kernel is _attn_kernel_pointer or isinstance(err, torch.OutOfMemoryError) \
+                    or "out of memory" in str(err).lower():
                 raise
             LOG.warning("TMA attention variant failed to build (%s); using pointer loads", err)
             _tma_failed, descs = True, None
