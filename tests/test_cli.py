@@ -121,8 +121,8 @@ def test_demo_answers_about_a_generated_clip(data_dir):
 
 
 @pytest.mark.parametrize("exc, line", [
-    (MemoryError(), "error: out of memory: try fewer frames (--fps / --max-frames) or --attention fast;"),
-    ("cuda", "error: out of GPU memory: try fewer frames (--fps / --max-frames) or --attention fast;"),
+    (MemoryError(), "error: out of memory: fewer visual tokens (--max-frames / --fps) lower it"),
+    ("cuda", "error: out of GPU memory: fewer visual tokens (--max-frames / --fps) lower it"),
     (ValueError("boom"), "error: internal error: ValueError: boom (run with --verbose for the traceback)")])
 def test_error_boundary_translates_out_of_memory(exc, line, capsys):
     """The boundary every command runs under: host and CUDA OOM are user errors (exit 2) with a hint."""

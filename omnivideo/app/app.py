@@ -131,19 +131,20 @@ class App:
                             attention=self.config.attention, with_times=with_times)
 
     def open_video(self, path: str | Path, progress: Progress | None = None, cancel=None,
-                   require_store: bool = False, *, stored_as: dict | None = None) -> VideoChat:
+                   require_store: bool = False, *, stored_as: dict | None = None, sessions: bool = True) -> VideoChat:
         """A chat on `path`: its stored prefix if there is one, else decode + vision + prefill (+ store).
 
         If storing fails (disk full, entry over the budget) the chat still works: the reason is
         logged and kept in `video.extra["store_error"]`, unless `require_store` (then it is raised).
         `stored_as` (a `library()` item): open that entry, with the sampling and preset it was made
-        with, instead of the current settings' (see `open_entry`).
+        with, instead of the current settings' (see `open_entry`). `sessions` False: the chat's turns are
+        not kept as a session (the accuracy harness asks thousands of one-off questions).
         """
         path = _check_path(Path(path))
         chat = self.chat_format()
         if self.store is None:
             video, conv = self._compute(path, chat, progress, cancel)
-            return VideoChat(self, video, conv, chat)
+            return VideoChat(self, video, conv, chat, persist=sessions)
         sampling, attention = self.sampling_config(), self.config.attention
         if stored_as is not None:
             sampling, attention = SamplingConfig(**stored_as["sampling"]), stored_as["attention_preset"]
@@ -175,7 +176,7 @@ class App:
                     entry.close()
                 video.timings["store_s"] = time.perf_counter() - t0
         video.video_sha256 = key.video_sha256
-        return VideoChat(self, video, conv, chat)
+        return VideoChat(self, video, conv, chat, persist=sessions)
 
     def ingest(self, path: str | Path, progress: Progress | None = None, cancel=None) -> OpenedVideo:
         """Make sure `path` is in the store (the library's "add"); returns what was ingested or found."""

@@ -36,15 +36,16 @@ class VideoChat:
     """Multi-turn chat about one opened video; `session_id` is set once the first turn is stored."""
 
     def __init__(self, app, video: OpenedVideo, conv: Conversation, chat: ChatFormat,
-                 session_id: str | None = None, turns: list[tuple[str, str]] | None = None):
+                 session_id: str | None = None, turns: list[tuple[str, str]] | None = None, persist: bool = True):
         self.app, self.video, self.conv, self.chat = app, video, conv, chat
+        self.persist = persist
         self.session_id = session_id
         self.turns: list[tuple[str, str]] = list(turns or [])
         self.last: AnswerResult | None = None
 
     def _persist(self, question: str, q_ids: list[int], answer: str, a_ids: list[int], result: AnswerResult) -> None:
         store = self.app.store
-        if store is None or self.video.video_sha256 is None:
+        if store is None or self.video.video_sha256 is None or not self.persist:
             return
         if self.session_id is None:
             self.session_id = store.create_session(self.video.video_sha256, self.app.config.model,
@@ -53,6 +54,16 @@ class VideoChat:
                                                          "sampling": self.app.sampling_dict()})
         store.add_message(self.session_id, "user", question, {"ids": q_ids})
         store.add_message(self.session_id, "assistant", answer, {"ids": a_ids, "result": result.as_dict()})
+
+    def _prefill_info(self) -> dict | None:
+        """The prefix prefill's real sparsity (None when it ran dense or came from the store): the mean density
+        chosen, dense fallbacks, estimates skipped after a fallback, and the lazy share of the sparse chunks."""
+        s = self.video.extra.get("sparse")
+        if not s:
+            return None
+        return {"density": s["mean_density"], "dense_fallbacks": s["dense_fallbacks"],
+                "skipped_estimates": s.get("skipped_estimates", 0), "lazy_share": s.get("lazy_share"),
+                "calls": s["calls"]}
 
     def _decode_info(self) -> dict | None:
         """How this answer was decoded: gamma_decode, the share of visual KV it kept, CUDA graph or not."""
@@ -102,7 +113,8 @@ class VideoChat:
                     "reused": reused},
             frames={"count": len(self.video.timestamps_s), "timestamps_s": self.video.timestamps_s},
             stop_reason=stop_reason, extra={"turn": len(self.turns), "entry_id": self.video.entry_id,
-                                            "sparse": self.video.extra.get("sparse"), "decode": self._decode_info(),
+                                            "sparse": self.video.extra.get("sparse"), "prefill": self._prefill_info(),
+                                            "decode": self._decode_info(),
                                             "memory": self.app.memory_report(bool(self.video.extra.get("kv_on_host")))})
         self._persist(question, ids, answer, answer_ids, self.last)
         if self.session_id is not None:

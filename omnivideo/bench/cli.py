@@ -223,3 +223,32 @@ def capture(video, out, model, data_dir, layers, kv_heads, max_tokens, question,
     config = CaptureConfig(layers=tuple(layers) or None, kv_heads=kv_heads, max_tokens=max_tokens,
                            question=question, answer_tokens=answer_tokens)
     click.echo(json.dumps(run_capture(video, out, model=model, data_dir=data_dir, config=config, **load)))
+
+
+@bench.command("accuracy", cls=BenchCommand)
+@click.argument("questions", type=click.Path(dir_okay=False, path_type=Path))
+@out_option("docs/benchmarks/accuracy")
+@click.option("--model", default="synth", show_default=True, help="Hub id, local checkpoint dir, or an alias.")
+@click.option("--attention", type=click.Choice(["dense", "balanced", "fast"]), default="dense", show_default=True)
+@click.option("--gamma-decode", type=float, default=1.0, show_default=True)
+@click.option("--fps", type=float, default=2.0, show_default=True)
+@click.option("--max-frames", type=int, default=None)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True)
+@click.option("--quant", type=click.Choice(["auto", "nf4", "none"]), default="auto", show_default=True)
+@click.option("--max-new-tokens", type=int, default=24, show_default=True)
+@click.option("--limit", type=int, default=None, help="Ask only the first N questions.")
+@from_json_option("accuracy.json")
+@click.pass_context
+def accuracy(ctx, questions, out, from_json, **settings):
+    """Accuracy of any checkpoint and setting on a questions JSONL (synthetic kinds or multiple choice).
+
+    Example: python launcher.py bench accuracy heldout/questions.jsonl --model synth --attention balanced
+    """
+    from omnivideo.bench.accuracy.harness import AccuracyBench, run
+    from omnivideo.bench.accuracy.report import report_markdown, write_report
+
+    data_dir = ctx.find_root().obj["data_dir"]
+    config = AccuracyBench(questions=questions, **settings)
+    finish(out, from_json, config, lambda bench, on_progress: run(bench, data_dir, on_progress), write_report,
+           report_markdown)

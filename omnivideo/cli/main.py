@@ -223,7 +223,6 @@ def demo(ctx, question, model, json_out):
 
 
 from omnivideo.cli import bench, cache, ingest, serve  # noqa: E402  (each adds its commands to the group)
-
 for _module in (ingest, serve, cache, bench):
     _module.register(cli, model_options=model_options, build_config=build_config)
 

@@ -30,6 +30,6 @@ def error_text(e: BaseException, oom_hint: Callable[[], str | None] | None = Non
                 hint = oom_hint()
             except OmniVideoError as plan_error:
                 log.warning("no planner suggestion after OOM: %s", plan_error)
-        return "Out of memory: " + (hint or "try fewer frames (Settings: fps / max frames) or the 'fast' preset")
+        return "Out of memory: " + (hint or "fewer visual tokens lower it (Settings: fps / max frames)")
     log.exception("internal error in the UI", exc_info=e)
     return f"Internal error: {type(e).__name__}: {e} (details in the server log)"

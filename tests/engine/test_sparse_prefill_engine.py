@@ -45,3 +45,32 @@ def test_full_budget_sparse_path_equals_dense_prefix_kv(tiny, clips):
     for (k1, v1), (k2, v2) in zip(dense_conv.cache.iter_layers(dense_conv.prefix_len),
                                   sparse_conv.cache.iter_layers(sparse_conv.prefix_len)):
         assert torch.allclose(k1, k2, atol=1e-4) and torch.allclose(v1, v2, atol=1e-4)
+
+
+def test_a_layer_that_keeps_falling_back_stops_estimating(tiny, clips, monkeypatch):
+    """Sparsity that saves nothing costs (almost) nothing: after each fallback the layer skips the estimate
+    for a doubling number of chunks, so it estimates about log2(chunks) times, not once per chunk."""
+    from omnivideo.engine.prefill import sparse_prefill
+
+    calls = {}
+    real = sparse_prefill._backend
+
+    def counting(device, dtype):
+        estimate, lists, attend = real(device, dtype)
+
+        def counted(q, k, **kw):
+            calls[k.shape[1]] = calls.get(k.shape[1], 0) + 1
+            return estimate(q, k, **kw)
+        return counted, lists, attend
+
+    monkeypatch.setattr(sparse_prefill, "_backend", counting)
+    tokens, conv = _run(tiny, clips[0], PRESETS["balanced"], chunk=64)
+    stats = conv.stats["sparse"]
+    layers = tiny.text_config.num_hidden_layers
+    chunks = stats["calls"] // layers                       # chunk calls per layer (estimated or skipped)
+    assert stats["dense_fallbacks"] == sum(calls.values())   # flat attention: every estimate fell back ...
+    per_layer = sum(calls.values()) // layers
+    assert per_layer == len([m for m in range(1, 64) if 2 ** m - 2 < chunks])   # ... at chunks 0, 2, 6, 14, ...
+    assert stats["skipped_estimates"] == stats["calls"] - sum(calls.values()) > per_layer
+    assert stats["mean_density"] == 1.0 and stats["lazy_share"] is None
+    assert tokens == _run(tiny, clips[0], None)[0]

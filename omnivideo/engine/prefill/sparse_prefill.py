@@ -4,9 +4,12 @@ During the video prefill every layer's attention call goes through `SparsePrefil
 pooled block scores (mechanism 1: lazy/active query blocks; mechanism 2: one budget per query block
 set by the flattest KV head), builds per-(KV head, query block) key-block lists and runs the
 block-sparse kernel. Query blocks holding text are dense. When the lists would keep more than
-`dense_fallback` of the causal blocks, the layer returns None and the exact dense path runs:
-sparsity that saves nothing costs nothing. The stored KV is complete either way (only the
-attention outputs of the skipped blocks are approximated).
+`dense_fallback` of the causal blocks, the layer returns None and the exact dense path runs. And
+sparsity that saves nothing must cost nothing: after a layer falls back, its next chunks skip the
+estimate and run dense straight away, for 1, then 3, 7, 15... chunks (the gap doubles with each
+consecutive fallback; a chunk that does run sparse resets it), so a layer that never finds sparsity
+estimates about log2(chunks) times instead of every chunk. The stored KV is complete either way (only
+the attention outputs of the skipped blocks are approximated).
 
 The kernel switch (`omnivideo.kernels.use_triton`) picks the Triton kernels (CUDA) or their pure-PyTorch
 references (the kernels' spec; a CPU).
@@ -30,14 +33,21 @@ PRESETS: dict[str, SparseParams | None] = {
 @dataclass
 class SparseStats:
     """Per layer: chosen density per chunk (1.0 where the dense fallback ran; a device tensor until read
-    where the plan did not synchronise)."""
+    where the plan did not synchronise), fallbacks, chunks that skipped the estimate after one, lazy share."""
     density: dict[int, list] = field(default_factory=dict)
     fallback: dict[int, int] = field(default_factory=dict)
+    skipped: dict[int, int] = field(default_factory=dict)
+    lazy: list = field(default_factory=list)   # per sparse chunk: share of (KV head, query block) rows lazy
 
     def summary(self) -> dict:
-        all_d = [float(d) for ds in self.density.values() for d in ds]
+        """`ask --json` "sparse": mean chosen density over every chunk call (skipped ones count as 1.0),
+        dense fallbacks, skipped estimates, and the lazy share of the chunks that ran sparse."""
+        all_d = [float(d) for ds in self.density.values() for d in ds] + [1.0] * sum(self.skipped.values())
+        lazy = [float(x) for x in self.lazy]
         return {"mean_density": round(sum(all_d) / len(all_d), 4) if all_d else None,
-                "dense_fallbacks": sum(self.fallback.values()), "calls": len(all_d)}
+                "dense_fallbacks": sum(self.fallback.values()), "skipped_estimates": sum(self.skipped.values()),
+                "calls": len(all_d), "sparse_calls": len(lazy),
+                "lazy_share": round(sum(lazy) / len(lazy), 4) if lazy else None}
 
 
 def _backend(device: torch.device, dtype: torch.dtype):
@@ -68,6 +78,7 @@ class SparsePrefill:
         self.min_keys = min_keys
         self.force_density = force_density
         self.stats = SparseStats()
+        self._backoff: dict[int, tuple[int, int]] = {}   # layer -> (consecutive fallbacks, chunks left to skip)
 
     def _dense_rows(self, q_offset: int, nq: int) -> torch.Tensor:
         b = self.params.block_size
@@ -84,6 +95,11 @@ class SparsePrefill:
         layer = getattr(module, "layer_idx", -1)
         if tk < self.min_keys or tq < self.params.block_size or q_offset % self.params.block_size:
             return None
+        streak, skip = self._backoff.get(layer, (0, 0))
+        if skip:   # this layer fell back recently: dense without estimating (sparsity that saves nothing)
+            self._backoff[layer] = (streak, skip - 1)
+            self.stats.skipped[layer] = self.stats.skipped.get(layer, 0) + 1
+            return None
         estimate, build_lists, attend = _backend(query.device, query.dtype)
         q, k, v = query[0], key[0], value[0]
         est = estimate(q, k, q_offset=q_offset, params=self.params, scale=scale)
@@ -93,6 +109,9 @@ class SparsePrefill:
         self.stats.density.setdefault(layer, []).append(lists.kept_share)   # no sync here
         if lists.dense:
             self.stats.fallback[layer] = self.stats.fallback.get(layer, 0) + 1
+            self._backoff[layer] = (streak + 1, 2 ** (streak + 1) - 1)
             return None
+        self._backoff[layer] = (0, 0)
+        self.stats.lazy.append(lists.lazy.float().mean())   # a device scalar: read at summary time, no sync
         out, _ = attend(q, k, v, lists, q_offset=q_offset, scale=scale)
         return out.unsqueeze(0)

@@ -1,0 +1,1 @@
+"""`bench accuracy`: a JSONL of questions about videos in, per-question results and a report out."""
