@@ -3,7 +3,9 @@
 A model is named by a hub id (`Qwen/Qwen2.5-VL-7B-Instruct`), a local checkpoint directory, or the
 alias `tiny` (a random 2-layer Qwen2.5-VL built offline under the data dir: answers are noise).
 """
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 TINY_ALIAS = "tiny"
@@ -40,6 +42,30 @@ FOOTPRINTS: dict[str, ModelFootprint] = {
 }
 
 
+def footprint_from_config(config: dict) -> ModelFootprint | None:
+    """A Qwen2.5-VL checkpoint's footprint from its config.json alone (no weights read); None if not one."""
+    text, vision = config.get("text_config") or config, config.get("vision_config") or {}
+    try:
+        h, layers, inter = text["hidden_size"], text["num_hidden_layers"], text["intermediate_size"]
+        heads, kv_heads = text["num_attention_heads"], text["num_key_value_heads"]
+        vocab = text["vocab_size"]
+    except KeyError:
+        return None
+    d = h // heads
+    body = layers * (h * d * (heads + 2 * kv_heads) + heads * d * h + 3 * h * inter)  # q,k,v,o + gate/up/down
+    embed = vocab * h * (1 if config.get("tie_word_embeddings", text.get("tie_word_embeddings")) else 2)
+    vh, vi, depth = vision.get("hidden_size", 0), vision.get("intermediate_size", 0), vision.get("depth", 0)
+    vision_params = depth * (4 * vh * vh + 3 * vh * vi) + 4 * vh * vision.get("out_hidden_size", h)
+    return ModelFootprint(layers, heads, kv_heads, d, h, float(body), float(embed), float(vision_params))
+
+
 def footprint_for(model: str) -> ModelFootprint | None:
-    """Footprint of a known model id or alias; None for an unknown local checkpoint."""
-    return FOOTPRINTS.get(model)
+    """Footprint of a known model id or alias, or of a local checkpoint directory (from its config.json);
+    None when neither is known."""
+    if model in FOOTPRINTS:
+        return FOOTPRINTS[model]
+    config = Path(model).expanduser() / "config.json"
+    try:
+        return footprint_from_config(json.loads(config.read_text()))
+    except (OSError, ValueError):
+        return None

@@ -88,3 +88,23 @@ def test_probe_report_is_the_probe_json_object(corpus):
 def test_probe_report_warns_with_a_given_small_gpu(corpus):
     report = probe_report(corpus.clips["long"].path, SamplingConfig(fps=2.0), model=MODEL, gpu_memory_bytes=12 * GIB)
     assert report["fits"] is False and "--max-frames" in report["warning"]
+
+
+def test_a_local_checkpoint_is_sized_from_its_config(tmp_path):
+    from omnivideo.bench.random_model import FULL_VISION, QWEN25_VL_7B_TEXT
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl", "text_config": QWEN25_VL_7B_TEXT,
+                                                      "vision_config": FULL_VISION}))
+    mine, table = footprint_for(str(tmp_path)), footprint_for(MODEL)
+    assert mine.kv_bytes_per_token == table.kv_bytes_per_token
+    for name in ("params_body", "params_embed", "params_vision"):
+        assert getattr(mine, name) == pytest.approx(getattr(table, name), rel=0.04), name
+    assert footprint_for(str(tmp_path / "nothing-here")) is None
+
+
+@pytest.mark.parametrize("gpu_gib, placement", [(80, "gpu"), (12, "host"), (4, "none")])
+def test_the_plan_says_where_the_kv_will_live(gpu_gib, placement):
+    memory = plan_memory(plan_sampling(HOUR, SamplingConfig()), MODEL, "dense", gpu_gib * GIB)
+    assert memory.kv_placement == placement
+    if placement == "host":
+        assert "stays in host memory" in fit_warning(HOUR, SamplingConfig(), MODEL, "dense", memory)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One call on the GPU box for issue 17: a random-weight 7B checkpoint on disk, a video of >= 128K visual tokens,
+# `ask --json --gpu-memory 16` on it twice (cold: ingest with the KV in host memory; warm, new process: the
+# stored prefix loaded straight to host memory), then `bench cache` at 64K tokens (page cache dropped).
+#   run: bash scripts/gpu/long_video.sh [ask|cache|all]     (carry .whl)
+set -uo pipefail
+source scripts/gpu/preamble.sh
+what=${1:-all}
+step env
+record_env
+step "random 7B checkpoint"
+python3 scripts/gpu/random_checkpoint.py /tmp/r7b 2>&1 | tail -1
+if [ "$what" != cache ]; then
+  step "a 384 s 532x504 video: 768 frames at 2 fps, 342 tokens per frame pair"
+  python3 -c "from pathlib import Path; from omnivideo.app.sample_video import make_sample_video as m; print(m(Path('/tmp/long.mp4'), seconds=384, fps=4.0, size=(532, 504)))"
+  opts=(--model /tmp/r7b --gpu-memory 16 --total-pixels 120000000 --json --max-new-tokens 16)
+  python3 -m omnivideo --data-dir /tmp/ovd probe /tmp/long.mp4 --model /tmp/r7b --gpu-memory 16 \
+    --total-pixels 120000000 --json > "$OUT/probe.json"; echo "probe rc=$?"
+  for turn in cold warm; do
+    step "ask ($turn)"
+    start=$SECONDS
+    python3 -m omnivideo --data-dir /tmp/ovd ask /tmp/long.mp4 "What happens at [02:00]? ($turn)" "${opts[@]}" \
+      > "$OUT/ask_$turn.json" 2> "$OUT/ask_$turn.err"
+    echo "ask rc=$? in $((SECONDS - start)) s (model load included)"; tail -2 "$OUT/ask_$turn.err"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('cache_hit','tokens','timings','memory')})" "$OUT/ask_$turn.json"
+  done
+fi
+if [ "$what" != ask ]; then
+  step "bench cache at 64K tokens (random 7B, NF4; page cache dropped before the warm run)"
+  timeout 400 python3 -m omnivideo bench cache --model /tmp/r7b --tokens 65536 --device cuda --repeats 1 \
+    --disk-gib 4 --out "$OUT/cache" 2>&1 | tail -3
+fi
+step done
