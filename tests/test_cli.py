@@ -113,11 +113,16 @@ def test_probe_json_contract_fields(data_dir, clips):
     assert obj["width"] == 160 and obj["height"] == 120 and obj["visual_tokens"] > 0
 
 
-def test_demo_answers_about_a_generated_clip(data_dir):
-    out = _run(["demo", "--json"], data_dir)
+def test_demo_asks_the_shipped_model_a_question_it_answers(data_dir):
+    """`make demo`: a held-out synthetic clip, its needle question, the synth checkpoint's answer and the
+    expected one (this clip's question is one the checkpoint gets right on a CPU)."""
+    out = _run(["demo"], data_dir)
     assert out.returncode == 0, out.stderr
-    obj = json.loads(out.stdout)
-    assert obj["model"] == "tiny" and obj["tokens"]["generated"] > 0 and obj["frames"]["count"] >= 2
+    lines = out.stdout.splitlines()
+    assert lines[1] == "question: What colour is the ring?" and lines[2] == "answer (synth): magenta"
+    assert lines[3] == "expected: magenta (correct)"
+    obj = json.loads(_run(["demo", "--json", "--model", "tiny"], data_dir).stdout)
+    assert obj["model"] == "tiny" and obj["expected"] == "magenta" and obj["frames"]["count"] == 28
 
 
 @pytest.mark.parametrize("exc, line", [

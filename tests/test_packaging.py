@@ -16,5 +16,7 @@ def test_the_wheel_installs_only_the_omnivideo_package(tmp_path):
     top = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert top == {"omnivideo"}, top      # no top-level kernels/, engine/, storage/, ui/ or launcher
     assert "omnivideo/kernels/__init__.py" in names and "omnivideo/cli/main.py" in names
+    assert {"omnivideo/checkpoints/synth/model.safetensors", "omnivideo/checkpoints/synth/config.json",
+            "omnivideo/checkpoints/synth/tokenizer.json"} <= set(names)     # `--model synth` works installed
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "omnivideo = omnivideo.cli.main:cli" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -1,14 +1,18 @@
 """Known models: aliases, defaults and the size figures the planner needs without loading weights.
 
-A model is named by a hub id (`Qwen/Qwen2.5-VL-7B-Instruct`), a local checkpoint directory, or the
-alias `tiny` (a random 2-layer Qwen2.5-VL built offline under the data dir: answers are noise).
+A model is named by a hub id (`Qwen/Qwen2.5-VL-7B-Instruct`), a local checkpoint directory, or an
+alias: `tiny` (a random 2-layer Qwen2.5-VL built offline under the data dir: answers are noise) or
+`synth` (a small Qwen2.5-VL trained on synthetic videos, shipped in omnivideo/checkpoints/synth/).
 """
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from omnivideo import SHIPPED_CHECKPOINTS
+
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 TINY_ALIAS = "tiny"
+SHIPPED_ALIASES = ("synth",)   # checkpoints inside the package (omnivideo/checkpoints/<alias>/)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,7 @@ def footprint_for(model: str) -> ModelFootprint | None:
     None when neither is known."""
     if model in FOOTPRINTS:
         return FOOTPRINTS[model]
-    config = Path(model).expanduser() / "config.json"
+    config = (SHIPPED_CHECKPOINTS / model if model in SHIPPED_ALIASES else Path(model).expanduser()) / "config.json"
     try:
         return footprint_from_config(json.loads(config.read_text()))
     except (OSError, ValueError):

@@ -7,6 +7,7 @@
 """
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from omnivideo.engine.conversation import Conversation
 from omnivideo.engine.prompt import ChatFormat
 from omnivideo.engine.sampling import SamplingParams
 from omnivideo.app.answer import AnswerResult
+from omnivideo.progress import is_cancelled
 
 
 @dataclass
@@ -73,8 +75,15 @@ class VideoChat:
         return {"gamma_decode": self.app.config.gamma_decode, "kept_visual_share": slim.get("kept_visual_share"),
                 "cuda_graph": slim.get("graph", False)}
 
-    def ask(self, question: str, params: SamplingParams | None = None) -> Iterator[str]:
-        """Stream the answer to `question` as text pieces; `self.last` holds the result afterwards."""
+    def ask(self, question: str, params: SamplingParams | None = None, stop=None) -> Iterator[str]:
+        """Stream the answer to `question` as text pieces; `self.last` holds the result afterwards.
+
+        `stop` (a CancelToken, a threading.Event or None) is checked after every token: once set, the
+        answer ends there with stop_reason "stopped". Closing this generator early (the page went away)
+        ends it the same way. Either way the turn is kept (and persisted) with what was generated, and
+        the cache stays valid for the next question: the engine keeps the generated tokens it has not
+        fed back in `conv.pending`, which the next question feeds first.
+        """
         params = params or SamplingParams()
         t0 = time.perf_counter()
         first = not self.turns
@@ -84,21 +93,39 @@ class VideoChat:
         reused = self.conv.length
         detok = Detokenizer(self.app.loaded.tokenizer)
         answer_ids, stop_reason, ttft = [], "length", None
-        for token in self.app.engine.generate(self.conv, ids, params, self.chat.stop_ids):
-            if ttft is None:
-                ttft = time.perf_counter() - t0
-            if token in self.chat.stop_ids:
-                stop_reason = "stop"
-                break
-            answer_ids.append(token)
-            piece = detok.push(token)
-            if piece:
-                yield piece
-        tail = detok.flush()
-        if tail:
-            yield tail
+
+        def record(reason: str) -> None:
+            self._record(question, ids, answer_ids, detok.text, reason, t0, ttft, first, prompt_tokens, reused)
+
+        try:
+            # closing(): a stop leaves the engine's generator suspended at a yield; closing it there
+            # now (not whenever it is collected) is what sets `conv.pending` before the turn is recorded.
+            with closing(self.app.engine.generate(self.conv, ids, params, self.chat.stop_ids)) as tokens:
+                for token in tokens:
+                    if ttft is None:
+                        ttft = time.perf_counter() - t0
+                    if token in self.chat.stop_ids:
+                        stop_reason = "stop"
+                        break
+                    answer_ids.append(token)
+                    piece = detok.push(token)
+                    if piece:
+                        yield piece
+                    if is_cancelled(stop):
+                        stop_reason = "stopped"
+                        break
+            tail = detok.flush()
+            if tail:
+                yield tail
+        except GeneratorExit:  # the caller went away mid-answer: keep the turn as if stopped, then finish closing
+            record("stopped")
+            raise
+        record(stop_reason)
+
+    def _record(self, question: str, ids: list[int], answer_ids: list[int], answer: str, stop_reason: str,
+                t0: float, ttft: float | None, first: bool, prompt_tokens: int, reused: int) -> None:
+        """The turn is over: keep it in `turns`, build `self.last`, persist both messages."""
         total = time.perf_counter() - t0
-        answer = detok.text
         self.turns.append((question, answer))
         # the first answer's latency includes opening the video; later turns count only their own work
         lead = dict(self.video.timings) if first else {}

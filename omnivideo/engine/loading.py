@@ -2,7 +2,8 @@
 
 A CUDA GPU gets the language model in NF4 (bitsandbytes) with the vision tower and lm_head in bf16;
 a CPU gets fp32 (bf16 on request). The `tiny` alias resolves to a checkpoint built locally (see
-`omnivideo.engine.tiny_model`) and then goes through exactly the same code.
+`omnivideo.engine.tiny_model`), `synth` to the checkpoint trained on synthetic videos that ships in
+`omnivideo/checkpoints/synth/` (its MODEL_CARD.md); both then go through exactly the same code.
 
     loaded = load_model(LoadOptions(model="tiny", models_dir=Path("~/.local/share/omnivideo/models")))
 """
@@ -21,11 +22,14 @@ from omnivideo.engine.fused.text_mlp import fuse_text_mlp
 from omnivideo.engine.fused.text_norm import fuse_text_norms
 from omnivideo.engine.fused.text_rotary import fuse_text_rotary
 from omnivideo.engine.fused.vision_tower import VISION_ATTN_NAME, set_vision_attention
+from omnivideo import SHIPPED_CHECKPOINTS
 from omnivideo.errors import ConfigError, DeviceError, ModelError
 
 log = logging.getLogger(__name__)
 
 TINY_ALIAS = "tiny"
+# Checkpoints that ship inside the package, loaded through from_pretrained like any local directory.
+SHIPPED = {"synth": SHIPPED_CHECKPOINTS / "synth"}
 FINGERPRINT_MEMO = ".fingerprints.json"  # under the models dir: checkpoint file digests by path and stat
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -89,6 +93,11 @@ def resolve_checkpoint(options: LoadOptions) -> str:
     """Hub id or local directory to hand to `from_pretrained`; builds the tiny checkpoint on demand."""
     if options.model == TINY_ALIAS:
         return str(ensure_tiny_checkpoint(options.models_dir))
+    if options.model in SHIPPED:
+        path = SHIPPED[options.model]
+        if not (path / "config.json").is_file():
+            raise ModelError(f"the '{options.model}' checkpoint is missing from this install ({path})")
+        return str(path)
     path = Path(options.model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -1,81 +1,87 @@
 """The Chat tab: the player beside the chat, the strip of sampled frames, per-answer details, sessions.
 
-Answers stream piece by piece; their `[mm:ss]` citations become links that seek the player, and a
-click on a frame of the strip seeks it too (omnivideo/ui/player.py). Sessions are listed and resumable.
+Answers stream piece by piece. While one streams, the message box and Send are off (a question
+typed meanwhile would have nowhere to go) and Stop takes Send's place: it ends the answer after the
+current token; the turn keeps what was said and the next question continues from it. `[mm:ss]`
+citations become links that seek the player, and so is each frame of the strip (omnivideo/ui/strip.py,
+omnivideo/ui/player.py). Every answer ends with its details line, also the answers of a resumed
+session. The sessions themselves are listed in their own tab (omnivideo/ui/sessions.py) and reopen here.
 
     view = build_chat()                        # inside a gr.Tab
-    act = wire_chat(ws, view, tabs)            # act.open_entry serves the Library's "Open in chat"
+    act = wire_chat(ws, view)                  # act.open_entry / act.resume: the Library's and Sessions' buttons
 """
+import html
 import time
 from contextlib import closing
 from dataclasses import dataclass
 
 import gradio as gr
 
+from omnivideo.errors import VideoCancelled
 from omnivideo.ui.citations import linkify
-from omnivideo.ui.messages import error_text
-from omnivideo.ui.player import PLAYER_ID, SEEK_JS
+from omnivideo.ui.messages import error_notice, error_text
+from omnivideo.ui.player import PLAYER_ID
 from omnivideo.ui.progress import StageProgress
-from omnivideo.ui.summaries import SESSION_HEADERS, answer_details, session_choices, session_rows, video_status
+from omnivideo.ui.strip import EMPTY_STRIP, strip_html
+from omnivideo.ui.summaries import answer_details, video_status
 from omnivideo.ui.workspace import empty_state
+
+PLACEHOLDER = "Ask about the video…"
+BUSY_PLACEHOLDER = "Answering… press Stop to end the answer here."
+# The answer is redrawn at most this often: a fast model makes hundreds of tokens a second, and a
+# redraw per token would keep the server and the browser busy re-sending and re-rendering the
+# whole bubble (a Stop click would then wait behind that backlog).
+STREAM_INTERVAL_S = 0.05
 
 
 @dataclass
 class ChatView:
     video_line: gr.Markdown
     player: gr.Video
-    strip: gr.Gallery
-    times: gr.State
-    seek_to: gr.Number
+    strip: gr.HTML
     chatbot: gr.Chatbot
     message: gr.Textbox
     send: gr.Button
-    details: gr.Markdown
+    stop: gr.Button
     state: gr.State
-    sessions: gr.Dataframe
-    session: gr.Dropdown
-    resume: gr.Button
 
     @property
     def opened(self) -> list:
         """What opening a video (or resuming a session) fills."""
-        return [self.video_line, self.player, self.strip, self.times, self.chatbot, self.details, self.state]
+        return [self.video_line, self.player, self.strip, self.chatbot, self.state]
 
 
 def build_chat() -> ChatView:
     """The Chat tab's components (call inside a `gr.Tab`)."""
     with gr.Row(equal_height=False):
-        with gr.Column(scale=5):
-            video_line = gr.Markdown("No video open: add one in the **Library** tab, or resume a session below.",
+        with gr.Column(scale=5, min_width=320):
+            video_line = gr.Markdown("No video open: add one in the **Library** tab, or resume one in **Sessions**.",
                                      elem_id="video-line")
             player = gr.Video(label="Video", elem_id=PLAYER_ID, interactive=False, height=360)
-            strip = gr.Gallery(label="Sampled frames (click to seek)", elem_id="strip", columns=6, height=330,
-                               fit_columns=False, allow_preview=False, object_fit="contain", interactive=False)
-        with gr.Column(scale=6):
+            strip = gr.HTML(EMPTY_STRIP, elem_id="strip", padding=False)
+        with gr.Column(scale=6, min_width=320):
             chatbot = gr.Chatbot(elem_id="chat", label="Chat", height=460, buttons=["copy"])
-            with gr.Row():
-                message = gr.Textbox(label="Message", placeholder="Ask about the video…", scale=5,
-                                     elem_id="message", submit_btn=False)
-                send = gr.Button("Send", variant="primary", scale=1, min_width=80)
-            details = gr.Markdown(elem_id="details")
-    with gr.Accordion("Sessions", open=True):
-        sessions = gr.Dataframe(headers=SESSION_HEADERS, interactive=False, wrap=True, elem_id="sessions")
-        with gr.Row():
-            session = gr.Dropdown(label="Session", choices=[], scale=4)
-            resume = gr.Button("Resume", scale=1)
-    times = gr.State([])
-    seek_to = gr.Number(visible=False)
-    state = gr.State(empty_state())
-    return ChatView(video_line, player, strip, times, seek_to, chatbot, message, send, details, state,
-                    sessions, session, resume)
+            with gr.Row(equal_height=True):
+                message = gr.Textbox(label="Message", placeholder=PLACEHOLDER, scale=5, elem_id="message",
+                                     submit_btn=False, min_width=160)
+                send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="send")
+                stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, visible=False, elem_id="stop")
+    return ChatView(video_line, player, strip, chatbot, message, send, stop, gr.State(empty_state()))
 
 
-def history_of(chat) -> list[dict]:
-    """The chatbot messages of a chat's turns (citations linked)."""
+def answer_content(text: str, duration_s: float | None, result: dict | None) -> str:
+    """An answer bubble: the text with its citations linked, then its details line (when known)."""
+    body = linkify(text, duration_s) or "(empty answer)"
+    return body if result is None else body + f'\n\n<span class="ov-details">{answer_details(result)}</span>'
+
+
+def history_of(chat, results: list[dict | None] = ()) -> list[dict]:
+    """The chatbot messages of a chat's turns: citations linked, each answer with its `results` details."""
     out = []
-    for question, answer in chat.turns:
+    for i, (question, answer) in enumerate(chat.turns):
+        result = results[i] if i < len(results) else None
         out += [{"role": "user", "content": question},
-                {"role": "assistant", "content": linkify(answer, chat.video.duration_s)}]
+                {"role": "assistant", "content": answer_content(answer, chat.video.duration_s, result)}]
     return out
 
 
@@ -89,86 +95,90 @@ class ChatActions:
     def __init__(self, ws):
         self.ws = ws
 
-    def sessions(self, selected: str | None = None):
-        """(table rows, session dropdown update) from the store."""
-        items, now = self.ws.sessions(), time.time()
-        ids = [it["id"] for it in items]
-        return session_rows(items, now), gr.update(choices=session_choices(items, now),
-                                                   value=selected if selected in ids else None)
-
-    def _opened(self, chat, tabs_value):
-        frames, times = self.ws.strip(chat.video)
-        return (video_status(chat.video), self.ws.player_path(chat.video), frames, times, history_of(chat), "",
-                state_of(chat), tabs_value)
+    def _opened(self, chat):
+        """(*ChatView.opened, tabs, status) for a chat now open: switch to the chat tab, clear the status."""
+        results = self.ws.turn_results(chat.session_id) if chat.turns else []
+        return (video_status(chat.video), self.ws.player_path(chat.video), strip_html(*self.ws.strip(chat.video)),
+                history_of(chat, results), state_of(chat), gr.Tabs(selected="chat"), "")
 
     def _failed(self, e, path=None):
-        text = error_text(e, oom_hint=lambda: self.ws.oom_hint(path))
-        gr.Warning(text)
-        return (f"⚠️ {text}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        """Nothing opened: the error on the status line of the tab the user is on; the chat as it was."""
+        return (*[gr.skip()] * 6, error_notice(e, oom_hint=lambda: self.ws.oom_hint(path)))
 
     def open_entry(self, entry_id, request: gr.Request, progress=gr.Progress()):
-        """Open a library video in the chat tab (switching to it); outputs: ChatView.opened + tabs."""
+        """Open a library video in the chat tab; outputs: ChatView.opened + tabs + the Library's status."""
         path = None
         try:
             path = self.ws.entry(entry_id)["video_path"]
             bar = StageProgress(lambda fraction, text: progress(fraction, desc=text))
-            chat = self.ws.open_entry(request.session_hash, entry_id, progress=bar)
-            return self._opened(chat, gr.Tabs(selected="chat"))
+            return self._opened(self.ws.open_entry(request.session_hash, entry_id, progress=bar))
         except Exception as e:  # the UI boundary
             return self._failed(e, path)
 
     def resume(self, session_id, request: gr.Request, progress=gr.Progress()):
+        """Reopen a session in the chat tab; outputs: ChatView.opened + tabs + the Sessions' status."""
         try:
             bar = StageProgress(lambda fraction, text: progress(fraction, desc=text))
-            chat = self.ws.resume(request.session_hash, session_id, progress=bar)
-            return self._opened(chat, gr.skip())
+            return self._opened(self.ws.resume(request.session_hash, session_id, progress=bar))
         except Exception as e:  # the UI boundary
             return self._failed(e)
 
     def respond(self, message, history, state, request: gr.Request, progress=gr.Progress()):
-        """Stream the answer; yields (chatbot, message box, details, state, sessions table, session dropdown)."""
+        """Stream the answer; yields (chatbot, message box, Send, Stop, state). `idle` runs after it."""
         question = (message or "").strip()
         if not question:
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield (gr.skip(),) * 5
             return
         history = list(history or []) + [{"role": "user", "content": question},
                                          {"role": "assistant", "content": "…"}]
-        yield history, "", "", gr.skip(), gr.skip(), gr.skip()
+        yield (history, gr.update(value="", interactive=False, placeholder=BUSY_PLACEHOLDER),
+               gr.update(visible=False), gr.update(visible=True, interactive=True, value="Stop"), gr.skip())
         try:
             bar = StageProgress(lambda fraction, text: progress(fraction, desc=text))
             chat = self.ws.chat(request.session_hash, state or empty_state(), progress=bar)
-            text = ""
+            text, shown_at = "", 0.0
             # closing(): if the page goes away mid-answer, Gradio closes this generator, and the
-            # inner one (which holds the model lock) is closed with it.
-            with closing(self.ws.ask(chat, question)) as pieces:
+            # inner one (which holds the model lock) is closed with it; the turn keeps what was said.
+            with closing(self.ws.ask(chat, question, request.session_hash)) as pieces:
                 for piece in pieces:
                     text += piece
+                    if time.monotonic() - shown_at < STREAM_INTERVAL_S:
+                        continue
+                    shown_at = time.monotonic()
                     history[-1] = {"role": "assistant", "content": linkify(text, chat.video.duration_s)}
-                    yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        except Exception as e:  # the UI boundary: the error is the answer; the chat keeps working
-            failure = error_text(e, oom_hint=lambda: self.ws.oom_hint((state or {}).get("video")))
-            gr.Warning(failure)
-            history[-1] = {"role": "assistant", "content": f"⚠️ {failure}"}
-            yield history, question, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                    yield history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        except Exception as e:  # the UI boundary: the error is the answer; the question is back in the box
+            history[-1] = {"role": "assistant", "content": self._failure(e, state)}
+            yield history, gr.update(value=question), gr.skip(), gr.skip(), gr.skip()
             return
-        details = answer_details(chat.last.as_dict())
-        history[-1] = {"role": "assistant", "content": (linkify(text, chat.video.duration_s) or "(empty answer)")
-                       + f'\n\n<span class="ov-details">{details}</span>'}
-        yield (history, gr.skip(), details, state_of(chat), *self.sessions(chat.session_id))
+        history[-1] = {"role": "assistant", "content": answer_content(text, chat.video.duration_s, chat.last.as_dict())}
+        yield history, gr.skip(), gr.skip(), gr.skip(), state_of(chat)
+
+    def _failure(self, e: Exception, state) -> str:
+        """The bubble of an answer that never came: Stop while the chat reopened is not an error."""
+        if isinstance(e, VideoCancelled):
+            return "(stopped before the answer began)"
+        failure = error_text(e, oom_hint=lambda: self.ws.oom_hint((state or {}).get("video")))
+        return f'<span class="ov-answer-error">⚠ {html.escape(failure)}</span>'
+
+    def stop(self, request: gr.Request):
+        """Stop: the answer ends after its current token (the stream then finishes by itself)."""
+        self.ws.cancel(request.session_hash)
+        return gr.update(interactive=False, value="Stopping…")
 
     @staticmethod
-    def frame_time(times: list[float], evt: gr.SelectData) -> float:
-        return float(times[evt.index]) if times and evt.index is not None else 0.0
+    def idle():
+        """After an answer, however it ended: the box and Send back, Stop away; (message, Send, Stop)."""
+        return (gr.update(interactive=True, placeholder=PLACEHOLDER), gr.update(visible=True),
+                gr.update(visible=False, interactive=True, value="Stop"))
 
 
-def wire_chat(ws, view: ChatView, tabs: gr.Tabs) -> ChatActions:
+def wire_chat(ws, view: ChatView) -> ChatActions:
     act = ChatActions(ws)
-    streamed = [view.chatbot, view.message, view.details, view.state, view.sessions, view.session]
+    streamed = [view.chatbot, view.message, view.send, view.stop, view.state]
     inputs = [view.message, view.chatbot, view.state]
-    view.message.submit(act.respond, inputs, streamed, api_name="ask")
-    view.send.click(act.respond, inputs, streamed, api_name=False)
-    view.resume.click(act.resume, view.session, [*view.opened, tabs])
-    view.strip.select(act.frame_time, view.times, view.seek_to, queue=False).then(
-        None, view.seek_to, None, js=SEEK_JS)
+    for trigger, api_name in ((view.message.submit, "ask"), (view.send.click, False)):
+        trigger(act.respond, inputs, streamed, api_name=api_name, show_progress_on=[view.chatbot]).then(
+            act.idle, None, [view.message, view.send, view.stop], queue=False)
+    view.stop.click(act.stop, None, view.stop, queue=False)
     return act
-

@@ -7,7 +7,10 @@ logged with its traceback.
     try:
         ...
     except Exception as e:      # the UI boundary, like the CLI's ErrorBoundaryGroup
-        status = error_text(e, oom_hint=lambda: ws.oom_hint(path))
+        status = error_notice(e, oom_hint=lambda: ws.oom_hint(path))    # a red box in the page
+
+Successes and plain information get their own look (`notice(text, "ok" | "info")`), so a failure
+never reads like a success; styles.py draws the three kinds.
 """
 import logging
 from collections.abc import Callable
@@ -15,6 +18,24 @@ from collections.abc import Callable
 from omnivideo.errors import OmniVideoError, VideoCancelled, is_out_of_memory
 
 log = logging.getLogger(__name__)
+NOTICE_KINDS = ("ok", "error", "info")
+
+
+def notice(text: str, kind: str = "info") -> str:
+    """Markdown for a status line of one `kind` ("ok", "error", "info"); "" stays "" (no empty box).
+
+    The blank lines inside the <div> let the markdown in `text` (a **file name**) render; the kind's
+    colour and sign come from styles.py (a text sign, not an emoji a machine may lack the font for)."""
+    assert kind in NOTICE_KINDS, kind
+    if not text:
+        return ""
+    role = "alert" if kind == "error" else "status"
+    return f'<div class="ov-notice ov-{kind}" role="{role}">\n\n{text}\n\n</div>'
+
+
+def error_notice(e: BaseException, oom_hint: Callable[[], str | None] | None = None) -> str:
+    """`error_text(e)` as an error notice (a cancel is information, not a failure)."""
+    return notice(error_text(e, oom_hint), "info" if isinstance(e, VideoCancelled) else "error")
 
 
 def error_text(e: BaseException, oom_hint: Callable[[], str | None] | None = None) -> str:

@@ -1,11 +1,12 @@
 """The page's script for the player: seek the chat's <video> from citation links and the frame strip.
 
 Installed once per page load (`demo.load(js=INSTALL_SEEK_JS)`): it defines `window.ovSeek(t)` and
-one capturing click listener for every `#t=SECONDS` link (omnivideo/ui/citations.py writes them into answers),
-so links added later by streaming need no wiring of their own. Captured before the chatbot's
-own link handling, which would otherwise open `#t=...` as a new page.
+one capturing click listener for every `#t=SECONDS` link (omnivideo/ui/citations.py writes them into
+answers, omnivideo/ui/strip.py makes each strip frame one), so links added later by streaming or a newly
+opened video need no wiring of their own. Captured before the chatbot's own link handling, which
+would otherwise open `#t=...` as a new page.
 
-    strip.select(frame_time, [times], [seek_to]).then(None, [seek_to], None, js=SEEK_JS)
+    demo.load(None, None, None, js=INSTALL_SEEK_JS)
 """
 
 PLAYER_ID = "player"
@@ -30,12 +31,3 @@ INSTALL_SEEK_JS = """
   }, true);
 }
 """ % {"player": PLAYER_ID}
-
-# Runs after the strip's select handler put the frame's time into a number component.
-SEEK_JS = "(t) => { if (window.ovSeek) window.ovSeek(t); return t; }"
-
-CSS = """
-#strip .caption-label { font-variant-numeric: tabular-nums; }
-#chat a.ov-seek { font-variant-numeric: tabular-nums; text-decoration: underline dotted; cursor: pointer; }
-#details { font-size: 0.9em; opacity: 0.85; }
-"""

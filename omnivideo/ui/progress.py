@@ -6,6 +6,8 @@ at very different speeds, so one overall rate would be wrong in every one of the
 
     bar = StageProgress(lambda fraction, text: gr_progress(fraction, desc=text))
     app.ingest(path, progress=bar)        # bar(12, 48, "sample") -> "decoding frames 12/48 · ETA 9 s"
+
+Counts are shown in the units the planner's estimate uses (frames, tokens), each with its unit.
 """
 import time
 from collections.abc import Callable
@@ -19,6 +21,10 @@ STAGE_LABELS = {
     "store": "storing the KV cache",
     "load": "loading from the cache",
 }
+# What a stage counts, named after its count, so no figure is read as another: the prefill counts
+# every prefix token, the video's (the planner's "visual tokens") and the prompt's around them.
+STAGE_UNITS = {"prefill": " tokens (video + prompt)", "store": " layers"}
+FRAME_STAGES = ("sample", "decode")
 
 
 def format_eta(seconds: float) -> str:
@@ -52,6 +58,7 @@ class StageProgress:
         now = self.clock()
         total = max(total, 1)
         done = min(max(done, 0), total)
+        done, total = self._in_frames(done, total, stage)
         if stage not in self._state:
             self._state[stage] = [done, total, now, now]
             self.stages_seen.append(stage)
@@ -60,14 +67,23 @@ class StageProgress:
         others = [s for s in self.stages_seen if s != stage and self._state[s][0] < self._state[s][1]
                   and now - self._state[s][3] <= self.PIPELINE_WINDOW_S]
         parts = [self.describe(done, total, stage, now - st[2])]
-        parts += [f"{STAGE_LABELS.get(s, s)} {int(self._state[s][0])}/{int(self._state[s][1])}" for s in others]
+        parts += [self.describe(int(self._state[s][0]), int(self._state[s][1]), s, 0.0) for s in others]
         self.last_text = " | ".join(parts)
         self.sink(min([done / total] + [self._state[s][0] / self._state[s][1] for s in others]), self.last_text)
+
+    def _in_frames(self, done: int, total: int, stage: str) -> tuple[int, int]:
+        """The vision tower counts frame groups (2 frames each for Qwen2.5-VL); shown as frames, out of
+        the decode stage's frame count (the planner's), so "encoding frames" ends at the same 12 as
+        "decoding frames" did."""
+        frames = next((self._state[s][1] for s in FRAME_STAGES if s in self._state), None)
+        if stage != "vision" or not frames or frames % total:
+            return done, total
+        return done * int(frames) // total, int(frames)
 
     @staticmethod
     def describe(done: int, total: int, stage: str, elapsed_s: float) -> str:
         label = STAGE_LABELS.get(stage, stage)
-        text = f"{label} {done}/{total}"
+        text = f"{label} {done}/{total}{STAGE_UNITS.get(stage, '')}"
         if 0 < done < total and elapsed_s > 0:
             text += f" · ETA {format_eta(elapsed_s / done * (total - done))}"
         return text

@@ -6,7 +6,7 @@
 from omnivideo.errors import ConfigError
 from omnivideo.ui.access import FileAccess, ServeOptions
 from omnivideo.ui.app import build_demo
-from omnivideo.ui.player import CSS
+from omnivideo.ui.styles import CSS
 
 
 def launch(app, options: ServeOptions, *, max_new_tokens: int = 256, block: bool = True, quiet: bool = False):

@@ -14,6 +14,8 @@ from omnivideo.app.app import format_mmss
 LIBRARY_HEADERS = ["Video", "Duration", "Model", "Attention", "Sampling", "Visual tokens", "Cache size",
                    "Last used", "Entry"]
 SESSION_HEADERS = ["Title", "Video", "Model", "Messages", "Updated"]
+# why an answer ended, when it was not the model's own end of turn
+STOP_NOTES = {"stopped": "stopped by you", "length": "cut at the answer length (Settings)"}
 
 
 def format_bytes(n: int | None) -> str:
@@ -65,8 +67,8 @@ def plan_summary(report: dict) -> str:
         f"Sampling: {s['count']} frames at {s['resized_width']}×{s['resized_height']} → "
         f"**{report['visual_tokens']:,} visual tokens** (model `{report['model']}`, attention `{report['attention']}`)",
         f"Memory: KV cache {format_bytes(report.get('kv_bytes'))} · estimated GPU "
-        f"{format_bytes(report.get('gpu_estimate_bytes'))} of "
-        + (format_bytes(gpu) if gpu else "(no GPU detected)"),
+        f"{format_bytes(report.get('gpu_estimate_bytes'))} "
+        + (f"of {format_bytes(gpu)}" if gpu else "(no GPU detected on this machine)"),
     ]
     if report.get("warning"):
         lines.append(f"⚠️ **Will not fit: {report['warning']}**")
@@ -76,7 +78,8 @@ def plan_summary(report: dict) -> str:
 
 
 def answer_details(result: dict) -> str:
-    """One line of per-answer figures: cache hit, TTFT, tokens reused, attention preset."""
+    """One line of per-answer figures: cache hit, TTFT, tokens reused, attention preset, and why it
+    ended when the model did not end it (stopped, or cut at the length limit)."""
     tokens, timings = result.get("tokens", {}), result.get("timings", {})
     parts = ["cache hit" if result.get("cache_hit") else "cache miss (video ingested)"]
     if "ttft_s" in timings:
@@ -88,6 +91,8 @@ def answer_details(result: dict) -> str:
         parts.append(f"{tokens['generated']} tokens generated")
     if "total_s" in timings:
         parts.append(f"total {timings['total_s']:.2f} s")
+    if result.get("stop_reason") in STOP_NOTES:
+        parts.append(STOP_NOTES[result["stop_reason"]])
     return " · ".join(parts)
 
 

@@ -2,9 +2,12 @@
 
 An upload arrives as a temp file in Gradio's upload folder; the library (and its sessions) refer to
 a video by path, so the file is hard-linked (or copied) once into the data dir under its own name.
-Uploading the same file again reuses the kept one, so its cache entry still hits.
+Uploading the same file again reuses the kept one, so its cache entry still hits. Nothing that
+failed is kept: an upload that is not a video is never copied, and `discard` removes a rejected
+upload from Gradio's folder, or a kept copy whose ingest failed or was cancelled.
 
     path = keep_upload(Path("/data/gradio/3f2a.../match.mp4"), data_dir / "videos")   # -> /data/videos/match.mp4
+    discard(Path("/data/gradio/3f2a.../notes.txt"), inside=data_dir / "gradio")
 """
 import filecmp
 import os
@@ -23,6 +26,11 @@ def _candidates(videos_dir: Path, name: str):
 
 def keep_upload(upload: Path, videos_dir: Path) -> Path:
     """The path of `upload`'s bytes inside `videos_dir`: an identical kept file, or a new link/copy."""
+    return keep_upload_once(upload, videos_dir)[0]
+
+
+def keep_upload_once(upload: Path, videos_dir: Path) -> tuple[Path, bool]:
+    """`keep_upload`, and whether this call made the file (False: the same bytes were kept before)."""
     upload = Path(upload)
     if not upload.is_file():
         raise VideoError(f"the upload {upload.name} is not a file (did the upload finish?)")
@@ -32,7 +40,7 @@ def keep_upload(upload: Path, videos_dir: Path) -> Path:
         if not target.exists():
             break
         if target.stat().st_size == upload.stat().st_size and filecmp.cmp(target, upload, shallow=False):
-            return target
+            return target, False
     else:
         raise VideoError(f"too many videos named {name} in {videos_dir}")
     tmp = target.with_name(f".{target.name}.part")
@@ -41,4 +49,18 @@ def keep_upload(upload: Path, videos_dir: Path) -> Path:
     except OSError:
         shutil.copyfile(upload, tmp)
     tmp.replace(target)
-    return target
+    return target, True
+
+
+def discard(path: Path | None, inside: Path) -> bool:
+    """Delete the file `path` if it lies below `inside` (never anything else), and its folder once
+    empty when that is a folder of its own (Gradio puts each upload in one); True if deleted."""
+    if path is None:
+        return False
+    path, inside = Path(path).resolve(), Path(inside).resolve()
+    if inside not in path.parents or not path.is_file():
+        return False
+    path.unlink()
+    if path.parent != inside and not any(path.parent.iterdir()):
+        path.parent.rmdir()
+    return True

@@ -1,14 +1,15 @@
 """What one server shares across browser tabs: the app (one model in memory), its lock, the open chats.
 
 The engine runs one piece of model work at a time, so ingest, open and ask take `lock`; cancel
-does not (it only sets a flag the app checks between frames and chunks). Each browser session
+does not (it only sets a flag the app checks between frames and chunks, and an answer after each
+token: the Chat tab's Stop). Each browser session
 (Gradio's `session_hash`) has at most one open `VideoChat`, and only the `max_open_chats` most
 recently used stay in memory (each holds a video's KV); a chat dropped from memory is reopened from
 the store at its next question, with its turns, from the `{"video", "session_id"}` the page keeps.
 
     ws = Workspace(App(cfg), FileAccess(cfg.data_dir))
     chat = ws.open(key, "match.mp4", progress)
-    for piece in ws.ask(chat, "Who scores?"): ...
+    for piece in ws.ask(chat, "Who scores?", key): ...     # ws.cancel(key) from another thread stops it
 """
 import dataclasses
 import threading
@@ -107,6 +108,7 @@ class Workspace:
             self.app.remove(entry_id)
 
     def cancel(self, key: str) -> bool:
+        """Stop what browser session `key` runs now (an ingest, an open, an answer); False if nothing ran."""
         token = self._cancels.get(key)
         if token is None:
             return False
@@ -150,10 +152,19 @@ class Workspace:
             return self.open(key, state["video"], progress)
         raise OmniVideoError("open a video first: add one in the Library tab, or resume a session")
 
-    def ask(self, chat, question: str) -> Iterator[str]:
+    def ask(self, chat, question: str, key: str | None = None) -> Iterator[str]:
+        """Stream `chat`'s answer; `cancel(key)` ends it after the current token (the turn keeps what was said)."""
         params = SamplingParams(max_new_tokens=self.max_new_tokens)
+        stop = self._new_cancel(key) if key is not None else None
         with self.lock:
-            yield from chat.ask(question, params)
+            yield from chat.ask(question, params, stop=stop)
+
+    def turn_results(self, session_id: str | None) -> list[dict | None]:
+        """Each stored turn's figures (`AnswerResult.as_dict()` as the session kept it), for its details line."""
+        if not session_id or self.app.store is None:
+            return []
+        messages = self.app.store.get_session(session_id)["messages"]
+        return [(m.get("meta") or {}).get("result") for m in messages if m.get("role") == "assistant"]
 
     def _keep(self, key: str, chat):
         self.access.allow(chat.video.path)

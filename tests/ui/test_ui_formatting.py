@@ -1,6 +1,17 @@
-"""What the page shows: planner estimate, answer details, library and session tables, progress lines."""
+"""What the page shows: planner estimate, answer details, library and session tables, progress lines,
+status notices and the frame strip."""
+import base64
+import io
+import re
+
+import numpy as np
 import pytest
+from PIL import Image
 from ui_testkit import make_h264
+
+from omnivideo.errors import VideoCancelled, VideoError
+from omnivideo.ui.messages import error_notice, notice
+from omnivideo.ui.strip import EMPTY_STRIP, THUMB_WIDTH, strip_html
 
 from omnivideo.ui.progress import StageProgress, format_eta
 from omnivideo.ui.summaries import (answer_details, format_bytes, frame_caption, library_choices, library_rows, plan_summary,
@@ -30,7 +41,9 @@ def test_plan_summary_shows_the_estimate_and_the_warning():
 
 def test_plan_summary_without_gpu_and_fitting():
     no_gpu = dict(PLAN, gpu_memory_bytes=None, fits=None, warning=None)
-    assert "(no GPU detected)" in plan_summary(no_gpu) and "⚠️" not in plan_summary(no_gpu)
+    # no "of (no GPU detected)": an estimate of nothing
+    assert "estimated GPU 15.0 GiB (no GPU detected on this machine)" in plan_summary(no_gpu)
+    assert " of " not in plan_summary(no_gpu).splitlines()[-1] and "⚠️" not in plan_summary(no_gpu)
     assert plan_summary(dict(PLAN, fits=True, warning=None)).endswith("✅ Fits on this GPU.")
 
 
@@ -52,6 +65,10 @@ def test_answer_details():
     assert answer_details(result) == ("cache hit · TTFT 0.42 s · 892 tokens reused · attention fast · "
                                       "48 tokens generated · total 3.80 s")
     assert answer_details(dict(result, cache_hit=False)).startswith("cache miss (video ingested) · TTFT")
+    # why it ended, when the model did not end it itself
+    assert answer_details(dict(result, stop_reason="stopped")).endswith("total 3.80 s · stopped by you")
+    assert answer_details(dict(result, stop_reason="length")).endswith("· cut at the answer length (Settings)")
+    assert answer_details(dict(result, stop_reason="stop")) == answer_details(result)
 
 
 LIBRARY = [{"entry_id": "7e24e40f0e7cadbd-cb9a0d92", "video_path": "/data/videos/clip.mp4", "model_id": "tiny",
@@ -111,8 +128,9 @@ def test_stage_progress_eta_is_per_stage():
     bar(2, 4, "prefill")               # 2 chunks in the stage's 2 s: 2 left
     bar(4, 4, "prefill")
     bar(1, 1, "load")
-    assert [t for _, t in seen] == ["decoding frames 0/40", "decoding frames 10/40 · ETA 30 s", "prefill 1/4",
-                                    "prefill 2/4 · ETA 2 s", "prefill 4/4", "loading from the cache 1/1"]
+    assert [t for _, t in seen] == ["decoding frames 0/40", "decoding frames 10/40 · ETA 30 s",
+                                    "prefill 1/4 tokens (video + prompt)", "prefill 2/4 tokens (video + prompt) · ETA 2 s",
+                                    "prefill 4/4 tokens (video + prompt)", "loading from the cache 1/1"]
     assert [f for f, _ in seen] == [0.0, 0.25, 0.25, 0.5, 1.0, 1.0]
     assert bar.stages_seen == ["sample", "prefill", "load"]
 
@@ -132,8 +150,38 @@ def test_stage_progress_follows_an_interleaved_pipeline():
     bar(60, 96, "decode")              # back to decode: its clock was not reset by vision
     now[0] += 5
     bar(8, 8, "vision")                # decode last heard 5 s ago: finished as far as the page knows
+    # the vision stage's 8 groups are shown as the 96 frames the decode stage (and the planner) count
     assert [t for _, t in seen] == [
-        "decoding frames 0/96", "decoding frames 48/96 · ETA 4 s", "encoding frames 0/8 | decoding frames 48/96",
-        "encoding frames 2/8 · ETA 2 s | decoding frames 48/96", "decoding frames 60/96 · ETA 4 s | encoding frames 2/8",
-        "encoding frames 8/8"]
+        "decoding frames 0/96", "decoding frames 48/96 · ETA 4 s", "encoding frames 0/96 | decoding frames 48/96",
+        "encoding frames 24/96 · ETA 2 s | decoding frames 48/96",
+        "decoding frames 60/96 · ETA 4 s | encoding frames 24/96", "encoding frames 96/96"]
     assert [f for f, _ in seen] == [0.0, 0.5, 0.0, 0.25, 0.25, 1.0]
+
+
+def test_stage_progress_counts_match_the_estimate():
+    """A real ingest's reports (the tiny model, a 12-frame clip): frames out of the planner's 12, and the
+    prefill's tokens named as video + prompt (the estimate's 840 visual tokens are part of its 892)."""
+    seen = []
+    bar = StageProgress(lambda fraction, text: seen.append(text), clock=lambda: 0.0)
+    for report in [(0, 12, "decode"), (12, 12, "decode"), (3, 6, "vision"), (6, 6, "vision"),
+                   (892, 892, "prefill"), (2, 2, "store")]:
+        bar(*report)
+    assert seen[2:] == ["encoding frames 6/12", "encoding frames 12/12", "prefill 892/892 tokens (video + prompt)",
+                        "storing the KV cache 2/2 layers"]
+
+
+def test_notices_look_like_what_happened():
+    assert notice("Added **a.mp4**.", "ok") == '<div class="ov-notice ov-ok" role="status">\n\nAdded **a.mp4**.\n\n</div>'
+    assert 'class="ov-notice ov-error" role="alert"' in error_notice(VideoError("video not found: /x.mp4"))
+    assert "Error: video not found: /x.mp4" in error_notice(VideoError("video not found: /x.mp4"))
+    assert "ov-info" in error_notice(VideoCancelled("cancelled")) and notice("", "error") == ""
+
+
+def test_strip_html_links_every_frame_to_its_time():
+    frames = [(np.full((280, 392, 3), 10 * i, np.uint8), f"00:0{i}.5") for i in range(3)]
+    html = strip_html(frames, [0.5, 1.5, 2.5])
+    assert re.findall(r'href="(#t=[^"]+)"', html) == ["#t=0.5", "#t=1.5", "#t=2.5"]
+    assert html.count('alt="Frame at 00:0') == 3 and html.count("<span>00:0") == 3
+    thumb = re.search(r'src="data:image/jpeg;base64,([^"]+)"', html).group(1)
+    assert Image.open(io.BytesIO(base64.b64decode(thumb))).size == (THUMB_WIDTH, round(280 * THUMB_WIDTH / 392))
+    assert strip_html([], []) == EMPTY_STRIP

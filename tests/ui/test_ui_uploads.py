@@ -1,9 +1,9 @@
 """Uploads are kept in the data dir: same bytes reuse the kept file, a different file with the same name
-gets its own name, and a missing upload is a clear error."""
+gets its own name, and a missing upload is a clear error; a rejected upload is deleted, nothing else."""
 import pytest
 
 from omnivideo.errors import VideoError
-from omnivideo.ui.uploads import keep_upload
+from omnivideo.ui.uploads import discard, keep_upload, keep_upload_once
 
 
 def test_keep_upload(tmp_path):
@@ -27,3 +27,26 @@ def test_keep_upload(tmp_path):
 def test_missing_upload(tmp_path):
     with pytest.raises(VideoError, match="did the upload finish"):
         keep_upload(tmp_path / "gone.mp4", tmp_path / "videos")
+
+
+def test_keep_upload_once_says_whether_it_made_the_file(tmp_path):
+    videos = tmp_path / "videos"
+    up = tmp_path / "up" / "match.mp4"
+    up.parent.mkdir()
+    up.write_bytes(b"video bytes")
+    assert keep_upload_once(up, videos) == (videos / "match.mp4", True)
+    assert keep_upload_once(up, videos) == (videos / "match.mp4", False)     # the same bytes were kept before
+
+
+def test_discard_deletes_only_inside_its_folder(tmp_path):
+    uploads = tmp_path / "gradio"
+    junk = uploads / "3f2a" / "notes.mp4"
+    junk.parent.mkdir(parents=True)
+    junk.write_text("not a video")
+    outside = tmp_path / "mine.mp4"
+    outside.write_text("the user's own file")
+    assert discard(outside, inside=uploads) is False and outside.exists()   # a typed path is never deleted
+    assert discard(None, inside=uploads) is False
+    assert discard(junk, inside=uploads) is True
+    assert not junk.exists() and not junk.parent.exists() and uploads.exists()   # its own folder goes too
+    assert discard(junk, inside=uploads) is False

@@ -1,35 +1,14 @@
-"""The page's handlers over a real App (tiny model, real store, real H.264 clips): open, stream, evict and
-reopen, cancel, errors as messages, settings, library add/re-ingest/remove."""
-import gradio as gr
+"""The workspace over a real App (tiny model, real store, real H.264 clips): open, stream, evict and
+reopen, cancel, errors as messages, settings (and their per-field checks), stored entries, the strip."""
 import pytest
-from ui_testkit import make_h264
+from ui_testkit import clips, ws  # noqa: F401  (pytest fixtures)
 
-from omnivideo.app.app import App
-from omnivideo.app.config import AppConfig
 from omnivideo.errors import CacheError, ConfigError, OmniVideoError, VideoCancelled, VideoError
-from omnivideo.ui.chat import ChatActions, state_of
-from omnivideo.ui.library import LibraryActions
+from omnivideo.ui.chat import state_of
 from omnivideo.ui.messages import error_text
 from omnivideo.ui.progress import StageProgress
-from omnivideo.ui.access import FileAccess
-from omnivideo.ui.settings import Settings
-from omnivideo.ui.workspace import Workspace, empty_state
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    d = tmp_path_factory.mktemp("clips")
-    return make_h264(d / "a.mp4", seconds=4), make_h264(d / "b.mp4", seconds=3, size="160x120")
-
-
-@pytest.fixture
-def ws(tmp_path, tiny, data_dir):
-    # the session's tiny checkpoint (built once by the `tiny` fixture), a fresh store per test
-    (tmp_path / "models").symlink_to(data_dir / "models", target_is_directory=True)
-    workspace = Workspace(App(AppConfig(data_dir=tmp_path, model="tiny", fps=2.0)), FileAccess(tmp_path),
-                          max_open_chats=1, max_new_tokens=8)
-    yield workspace
-    workspace.app.close()
+from omnivideo.ui.settings import Settings, form_problems
+from omnivideo.ui.workspace import empty_state
 
 
 def test_open_ask_evict_and_reopen(ws, clips):
@@ -73,7 +52,7 @@ def test_errors_become_messages(ws, clips, tmp_path):
         ws.chat("tab", empty_state())
     oom = error_text(MemoryError(), oom_hint=lambda: ws.oom_hint(clips[0]))
     assert oom.startswith("Out of memory: the planner estimated ") and "visual tokens" in oom
-    assert error_text(MemoryError(), oom_hint=lambda: ws.oom_hint(text_file)).startswith("Out of memory: try fewer")
+    assert error_text(MemoryError(), oom_hint=lambda: ws.oom_hint(text_file)).startswith("Out of memory: fewer visual tokens")
     assert error_text(RuntimeError("boom")) == "Internal error: RuntimeError: boom (details in the server log)"
 
 
@@ -94,54 +73,19 @@ def test_settings_rebuild_the_app(ws, clips):
     assert ws.app.config.fps == 1.0                              # a refused change keeps the running app
 
 
-@pytest.mark.filterwarnings("ignore:Error. open a video first:UserWarning")  # gr.Warning outside a page
-def test_chat_respond_streams_and_reports(ws, clips):
-    act, request = ChatActions(ws), gr.Request(session_hash="tab")
-    out = list(act.respond("Hi?", [], empty_state(), request))
-    assert out[-1][0][-1]["content"].startswith("⚠️ Error: open a video first")
-
-    opened = ws.open("tab", clips[0])
-    steps = list(act.respond("What is shown?", [], state_of(opened), request))
-    histories = [s[0] for s in steps if isinstance(s[0], list)]
-    assert len(histories) >= 3                                   # placeholder, pieces..., final
-    final_history, _, details, state = steps[-1][:4]
-    assert final_history[0] == {"role": "user", "content": "What is shown?"}
-    # opened by this chat (not ingested before): a miss, and the first TTFT includes the ingest
-    assert 'class="ov-details">cache miss (video ingested) · TTFT' in final_history[1]["content"]
-    assert details.startswith("cache miss (video ingested) · TTFT") and "attention dense" in details
-    assert state == {"video": str(clips[0]), "session_id": opened.session_id}
-
-
-def test_a_page_leaving_mid_answer_frees_the_model(ws, clips):
-    chat = ws.open("tab", clips[1])
-    steps = ChatActions(ws).respond("Tell me everything.", [], state_of(chat), gr.Request(session_hash="tab"))
-    next(steps), next(steps)                                     # the placeholder, then the first piece
-    assert ws.lock.locked()                                      # generating
-    steps.close()                                                # what Gradio does when the page goes away
-    assert not ws.lock.locked()
-    assert list(ws.ask(chat, "Still there?"))                    # the model is usable again
-
-
-def test_library_add_reingest_remove(ws, clips, tmp_path):
-    act, request = LibraryActions(ws), gr.Request(session_hash="tab")
-    upload = tmp_path / "upload" / "match.mp4"
-    upload.parent.mkdir()
-    upload.write_bytes(clips[1].read_bytes())
-    status, plan, rows, entry = act.add_video(str(upload), "", request)
-    assert status.startswith("Added **match.mp4**") and "visual tokens" in plan
-    kept = ws.access.videos_dir / "match.mp4"
-    assert kept.read_bytes() == upload.read_bytes() and ws.access.allows(kept)
-    assert rows[0][0] == "match.mp4" and entry["value"] == ws.library()[0]["entry_id"]
-    status, *_ = act.add_video(str(upload), "", request)
-    assert "already in the library" in status and len(ws.library()) == 1
-
-    ws.apply(Settings(model="tiny", fps=1.0, max_frames=None, attention="dense", max_new_tokens=4))
-    status, rows, entry = act.reingest(entry["value"], request)
-    assert status.startswith("Added **match.mp4**") and len(rows) == 2
-    status, rows, entry = act.remove(entry["value"])
-    assert status.startswith("Removed match.mp4") and len(rows) == 1
-    assert act.remove("no-such-entry")[0] == "Error: library entry no-such- is gone (removed?)"
-    assert act.add_video(None, str(tmp_path / "missing.mp4"), request)[0].startswith("Error: video not found")
+def test_settings_form_is_checked_field_by_field(ws):
+    """What the Apply button's validator says beside each field, by the app's own rules."""
+    config = ws.app.config
+    assert form_problems(config, "tiny", 2.0, 0, "dense", 256) == [None] * 5
+    assert form_problems(config, "tiny", 1.5, 16, "fast", 4096) == [None] * 5
+    model, fps, frames, attention, tokens = form_problems(config, " ", 0, 1, "sparse", 0)
+    assert model.startswith("the model must be") and fps == "fps must be in (0, 60], got 0.0"
+    assert frames.startswith("max-frames must be >= 2") and attention.startswith("attention must be one of")
+    assert tokens == "max new tokens must be in 1..4096, got 0"
+    assert form_problems(config, "tiny", None, None, "dense", None)[1::3] == [
+        "fps is required (frames sampled per second of video)", "max new tokens is required"]
+    too_much = form_problems(config, "tiny", 61, -4, "dense", 5000)
+    assert too_much[0] is None and all(too_much[i] for i in (1, 2, 4))
 
 
 def test_library_lists_stored_figures_and_opens_entries_as_stored(ws, clips):

@@ -1,5 +1,8 @@
-"""Shared helpers for the UI tests: free ports, H.264 clips (Debian ffmpeg), `launcher.py serve` processes."""
+"""Shared helpers for the UI tests: free ports, H.264 clips (Debian ffmpeg), `launcher.py serve` processes,
+and fixtures that test modules import: `clips` / `ws` (a Workspace over a real App: tiny model, fresh
+store) and `browser` (Playwright's chromium driving Debian's chromium binary)."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -9,7 +12,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 
 def free_port() -> int:
@@ -84,3 +92,35 @@ class ServeProcess:
         self.stop()
         if exc_type is not None:   # pytest shows this with the failure
             print(f"--- serve log ({self.url}) ---\n{self.log_path.read_text(errors='replace')[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return make_h264(d / "a.mp4", seconds=4), make_h264(d / "b.mp4", seconds=3, size="160x120")
+
+
+@pytest.fixture
+def ws(tmp_path, tiny, data_dir):
+    """The session's tiny checkpoint (built once by the `tiny` fixture), a fresh store per test."""
+    from omnivideo.app.app import App
+    from omnivideo.app.config import AppConfig
+    from omnivideo.ui.access import FileAccess
+    from omnivideo.ui.workspace import Workspace
+
+    (tmp_path / "models").symlink_to(data_dir / "models", target_is_directory=True)
+    workspace = Workspace(App(AppConfig(data_dir=tmp_path, model="tiny", fps=2.0)), FileAccess(tmp_path),
+                          max_open_chats=1, max_new_tokens=8)
+    yield workspace
+    workspace.app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "needs Debian's chromium (apt-get install chromium; `make test` does it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()

@@ -61,3 +61,4 @@ def plot(result: dict, path: Path) -> None:
     ax.legend(title="visual tokens", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)   # the report is rewritten after every question
