@@ -11,7 +11,6 @@ TTFT in both). The same run measures the disk's sequential read and the store's 
 """
 import json
 import math
-import os
 import platform
 import statistics
 import subprocess
@@ -62,15 +61,10 @@ def drop_page_cache(root: Path) -> str:
     """Evict `root`'s files from the page cache, so a warm run reads its entry from the disk; returns how.
 
     As root the kernel drops every clean page (/proc/sys/vm/drop_caches); otherwise each file is flushed
-    and then advised away (posix_fadvise DONTNEED), which evicts its clean pages all the same."""
-    files = [f for f in Path(root).rglob("*") if f.is_file()]
-    for f in files:
-        fd = os.open(f, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    and then advised away (storage.disk_speed.drop_cached_pages), which evicts its clean pages all the same."""
+    from omnivideo.storage.disk_speed import drop_cached_pages
+
+    drop_cached_pages([f for f in Path(root).rglob("*") if f.is_file()])
     try:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
         return "drop_caches (root) + posix_fadvise DONTNEED"
