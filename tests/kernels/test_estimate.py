@@ -80,6 +80,7 @@ def test_block_lists_match_reference(hq, hkv, nk, q_offset, dtype):
     ref = block_lists_reference(est, q_offset=q_offset, Nk=nk, params=PARAMS)
     assert not lists.dense and (lists.budget > 0).any(), "inputs must exercise top-K selection"
     assert torch.equal(lists.lazy, ref.lazy) and torch.equal(lists.budget, ref.budget)
+    assert torch.equal(lists.flat, ref.flat)
     assert torch.equal(lists.block_count, ref.block_count)
     assert lists.density == pytest.approx(ref.density)
     _assert_well_formed(lists, q_offset, PARAMS)
@@ -122,6 +123,35 @@ def test_lazy_rows_get_exactly_window_and_sinks():
     active = ~lists.lazy & (lists.budget > 0)[None, :]
     assert (lists.block_count[active] == expected.sum(-1).expand_as(active)[active] +
             lists.budget.expand_as(active)[active]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_flat_heads_run_dense_rows_and_never_keep_more(dtype):
+    """Mechanism 2 with flat heads: a head whose cover count would raise the shared budget more than it
+    saves attends to every causal block itself; the others share the flattest sparse head's budget."""
+    q, k, _ = _inputs(8, 4, 333, 64, dtype, seed=3)
+    params = dataclasses.replace(PARAMS, gamma=0.8, theta_local=0.95)
+    est = estimate(q, k, q_offset=64, params=params, scale=32 ** -0.5)
+    lists = build_block_lists(est, q_offset=64, Nk=333, params=params)
+    ref = block_lists_reference(est, q_offset=64, Nk=333, params=params)
+    first = build_block_lists(est, q_offset=64, Nk=333, params=dataclasses.replace(params, flat_heads=False))
+    assert lists.flat.any() and not first.flat.any(), "inputs must make some heads flat"
+    assert torch.equal(lists.flat, ref.flat) and torch.equal(lists.budget, ref.budget)
+    assert torch.equal(lists.block_count, ref.block_count)
+    causal_blocks = 64 // 16 + torch.arange(lists.flat.shape[1], device=DEVICE) + 1
+    u, i = lists.flat.nonzero(as_tuple=True)
+    assert torch.equal(lists.block_count[u, i], causal_blocks[i].int()), "flat rows attend every causal block"
+    assert (lists.budget <= first.budget).all() and lists.density <= first.density + 1e-9
+    # a flat head's cover count exceeds the budget of its query block; the sparse heads' do not
+    sparse = ~lists.flat & ~lists.lazy
+    assert (est.cover_count[u, i] > lists.budget[i]).all()
+    assert (est.cover_count[sparse] <= lists.budget.expand_as(sparse)[sparse]).all()
+
+
+def test_frame_window_is_twice_a_frame_group_and_at_least_the_default():
+    assert SparseParams().for_frames(256).window == 512
+    assert SparseParams().for_frames(600).window == 1200
+    assert SparseParams(window=2048).for_frames(256).window == 2048
 
 
 def test_force_dense_rows_attend_every_causal_block():

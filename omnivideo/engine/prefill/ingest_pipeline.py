@@ -173,7 +173,8 @@ def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progres
     plan = engine.plan_factory("prefix")
     if plan is None and cfg.sparse is not None:
         plan = AttentionPlan(sparse=SparsePrefill(cfg.sparse, text_mask=~is_video[0], min_keys=cfg.sparse_min_keys,
-                                                  force_density=cfg.force_density))
+                                                  force_density=cfg.force_density,
+                                                  frame_tokens=vision.tokens_per_group))
     n = len(prefix_ids)
     pending = [c for r in plan_rounds(n, cfg.chunk_size, cfg.chunk_size) for c in r]
     index = 0

@@ -2,7 +2,7 @@
 
 During the video prefill every layer's attention call goes through `SparsePrefill`: it estimates
 pooled block scores (mechanism 1: lazy/active query blocks; mechanism 2: one budget per query block
-set by the flattest KV head), builds per-(KV head, query block) key-block lists and runs the
+set by the flattest sparse KV head, heads flatter than that running dense rows of their own), builds per-(KV head, query block) key-block lists and runs the
 block-sparse kernel. Query blocks holding text are dense. When the lists would keep more than
 `dense_fallback` of the causal blocks, the layer returns None and the exact dense path runs. And
 sparsity that saves nothing must cost nothing: after a layer falls back, its next chunks skip the
@@ -69,11 +69,13 @@ class SparsePrefill:
         text_mask: [N_prefix] bool, True at text tokens (their query blocks stay dense).
         min_keys: below this many keys the chunk runs dense (estimation would cost more than it saves).
         force_density: benchmarks only: keep this share of blocks whatever the estimate says.
+        frame_tokens: visual tokens of one temporal frame group: the local window becomes 2x that
+            (never less than the preset's), so "local" means the own and the previous frame group.
     """
 
     def __init__(self, params: SparseParams, text_mask: torch.Tensor, min_keys: int = 4096,
-                 force_density: float | None = None):
-        self.params = params
+                 force_density: float | None = None, frame_tokens: int | None = None):
+        self.params = params if frame_tokens is None else params.for_frames(frame_tokens)
         self.text_mask = text_mask
         self.min_keys = min_keys
         self.force_density = force_density

@@ -17,10 +17,16 @@ Definitions (fp32 throughout):
   candidates (largest p_u first) whose mass reaches gamma * (mass of p_u on R_i); gamma = 1 -> |R_i|.
 - lazy[u, i] = r >= theta_local, query block i is not a forced-dense (text) row and gamma < 1
   (gamma = 1 is the full budget: every causal block is kept, so the sparse path is exact).
-- budget K_i = clip(max over the *active* heads of k[u, i], min_blocks, |R_i|); 0 if every head is
-  lazy; |R_i| for forced-dense rows.
+- flat heads (params.flat_heads, gamma < 1, not forced-dense rows): among the active heads of query
+  block i, each head v is tried as the flattest *sparse* one: the heads with a larger cover count than
+  k[v, i] run dense, the rest share K = clip(k[v, i], min_blocks, |R_i|), which keeps
+  (#denser) * |R_i| + (#rest) * K candidate blocks. The cheapest v is chosen (ties: the larger k[v, i],
+  i.e. fewer dense heads); flat[u, i] = active and k[u, i] > k[v, i]. The first rule (every active head
+  shares the flattest one's budget) is the case v = the flattest head, so this never keeps more blocks.
+- budget K_i = clip(max over the active, non-flat heads of k[u, i], min_blocks, |R_i|); 0 if every
+  head is lazy; |R_i| for forced-dense rows.
 - list(u, i) = sinks + local window, plus (active) the K_i candidates with the largest p_u of head u,
-  or (forced dense) every causal block; ascending.
+  or (forced dense, flat) every causal block; ascending.
 - fallback: when kept / causal blocks over the chunk exceeds dense_fallback, every list is dense.
 - attention: causal softmax attention of each query row over the keys of its list's blocks.
 """
@@ -89,7 +95,8 @@ def block_lists_reference(est: Estimate, *, q_offset: int, Nk: int, params: Spar
         else force_dense_rows.bool()
     lazy = (est.local_mass >= params.theta_local) & ~dense_rows[None, :] & (params.gamma < 1.0)
     n_cand = cand.sum(-1)
-    k_max = torch.where(lazy, 0, est.cover_count.long()).amax(0)
+    flat = flat_heads_reference(est.cover_count, lazy, n_cand, params) & ~dense_rows[None, :]
+    k_max = torch.where(lazy | flat, 0, est.cover_count.long()).amax(0)
     budget = k_max.clamp_min(params.min_blocks).minimum(n_cand)
     budget = torch.where(lazy.all(0), 0, budget)
     budget = torch.where(dense_rows, n_cand, budget)
@@ -97,21 +104,39 @@ def block_lists_reference(est: Estimate, *, q_offset: int, Nk: int, params: Spar
     order = torch.where(cand, pu, -1.0).argsort(dim=-1, descending=True, stable=True)
     rank = torch.empty_like(order).scatter_(-1, order, torch.arange(Mk, device=pu.device).expand_as(order))
     top = cand & (rank < budget[None, :, None]) & ~lazy[..., None]
-    keep = local | sink | top | (causal & dense_rows[:, None])
+    top = top & ~flat[..., None]
+    keep = local | sink | top | (causal & dense_rows[:, None]) | (causal & flat[..., None])
     keep = keep.expand(Hkv, Mq, Mk)
     kept, total = keep.sum().item(), Hkv * causal.sum().item()
     sparse_density = kept / total
     dense = sparse_density > params.dense_fallback
     if dense:
         keep = causal.expand(Hkv, Mq, Mk)
-        lazy = torch.zeros_like(lazy)
+        lazy, flat = torch.zeros_like(lazy), torch.zeros_like(flat)
     count = keep.sum(-1)
     width = int(count.max())
     c = torch.arange(Mk, device=pu.device).expand(Hkv, Mq, Mk)
     idx = torch.where(keep, c, Mk).sort(dim=-1).values[..., :width]
     idx = torch.where(idx == Mk, -1, idx)
     return BlockLists(idx.to(torch.int32).contiguous(), count.to(torch.int32), budget.to(torch.int32), lazy,
-                      1.0 if dense else sparse_density, dense, params.block_size, sparse_density)
+                      1.0 if dense else sparse_density, dense, params.block_size, sparse_density, flat)
+
+
+def flat_heads_reference(cover: torch.Tensor, lazy: torch.Tensor, n_cand: torch.Tensor,
+                         params: SparseParams) -> torch.Tensor:
+    """[Hkv, Mq] bool: heads that run dense rows of their own (the flat-heads rule above).
+    cover [Hkv, Mq] cover counts, lazy [Hkv, Mq] bool, n_cand [Mq] candidates per query block."""
+    active = ~lazy
+    if not params.flat_heads or params.gamma >= 1.0:
+        return torch.zeros_like(lazy)
+    ca = torch.where(active, cover.long(), -1)                                  # [Hkv, Mq]
+    K = ca.clamp_min(params.min_blocks).minimum(n_cand[None, :])                # budget if v sets it
+    n_more = ((ca[:, None, :] > ca[None, :, :]) & active[:, None, :]).sum(0)    # [v, i]: active heads above v
+    cost = n_more * n_cand[None, :] + (active.sum(0)[None, :] - n_more) * K
+    # cheapest v; ties: the larger cover count (cost * big - k orders both at once)
+    key = torch.where(active, cost * (n_cand.max() + 2) - ca, torch.iinfo(torch.int64).max)
+    best = ca.gather(0, key.argmin(0)[None, :])[0]                              # [Mq], -1 if none active
+    return active & (ca > best[None, :])
 
 
 def block_mask_reference(lists: BlockLists, Mk: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ Mechanism 1 (lazy / active query blocks) and mechanism 2 (head-shared budget) of
 exact semantics are written once, in `omnivideo.kernels.sparse_prefill.reference`; this module chains the
 Triton kernels (`estimate`, `plan_blocks`, `select_blocks`, `block_sparse_attention`).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -29,6 +29,10 @@ class SparseParams:
     min_blocks: int = 4          # lower clip of the shared budget K
     sink_blocks: int = 1         # leading key blocks that are always kept
     dense_fallback: float = 0.6  # kept share of causal blocks above which the chunk runs dense
+    flat_heads: bool = True      # a head whose cover count would raise everyone's budget more than it
+    #                              saves runs dense rows of its own; the others share the flattest
+    #                              *sparse* head's budget (method.md, mechanism 2). False: the flattest
+    #                              active head sets the budget for all (the first rule)
 
     def __post_init__(self):
         b = self.block_size
@@ -44,6 +48,11 @@ class SparseParams:
         if not 0.0 < self.dense_fallback <= 1.0:
             raise ValueError(f"dense_fallback must be in (0, 1], got {self.dense_fallback}")
 
+    def for_frames(self, frame_tokens: int) -> "SparseParams":
+        """These params with the local window that follows the frame size: the own block plus the previous
+        2 x `frame_tokens` (the tokens of one temporal frame group), never less than `window`."""
+        return replace(self, window=max(self.window, 2 * int(frame_tokens)))
+
 
 @dataclass(frozen=True)
 class BlockLists:
@@ -54,6 +63,8 @@ class BlockLists:
     block_count [Hkv, Mq] int32: valid entries per row.
     budget [Mq] int32: the shared K of each query block (0 where every head is lazy).
     lazy [Hkv, Mq] bool: rows that attend to their local window (+ sinks) only.
+    flat [Hkv, Mq] bool: rows of heads found flat online (`SparseParams.flat_heads`): they attend to every
+        causal block, and their cover counts do not set the shared budget.
     density: kept / causal blocks over the chunk; 1.0 when `dense` (a float; reading it may sync).
     dense: the dense fallback fired: the lists hold every causal block.
     sparse_density: the density the sparse lists would have had (== density unless `dense`).
@@ -69,6 +80,7 @@ class BlockLists:
     dense: bool
     block_size: int
     _sparse_density: float | torch.Tensor
+    flat: torch.Tensor | None = None
 
     @property
     def density(self) -> float:
@@ -104,8 +116,8 @@ def build_block_lists(est: Estimate, *, q_offset: int, Nk: int, params: SparsePa
     dev = est.block_probs.device
     dense_rows = (torch.zeros(Mq, dtype=torch.int8, device=dev) if force_dense_rows is None
                   else force_dense_rows.to(device=dev, dtype=torch.int8))
-    lazy, budget, stats = plan_blocks(est, dense_rows, q_offset=q_offset, params=params,
-                                      force_density=force_density)
+    lazy, flat, budget, stats = plan_blocks(est, dense_rows, q_offset=q_offset, params=params,
+                                            force_density=force_density)
     qb0 = q_offset // B
     causal = Hkv * (Mq * qb0 + Mq * (Mq + 1) // 2)   # causal blocks: sum of qb0 + i + 1
     if force_density is not None or params.dense_fallback >= 1.0:
@@ -116,11 +128,12 @@ def build_block_lists(est: Estimate, *, q_offset: int, Nk: int, params: SparsePa
         sparse_density = kept / causal
         if sparse_density > params.dense_fallback:
             idx, cnt = _dense_lists(Hkv, Mq, Mk, q_offset, B, dev)
-            return BlockLists(idx, cnt, budget, torch.zeros(Hkv, Mq, dtype=torch.bool, device=dev), 1.0, True, B,
-                              sparse_density)
-    idx, cnt = select_blocks(est.block_probs, budget, lazy, dense_rows, q_offset=q_offset, params=params,
+            none = torch.zeros(Hkv, Mq, dtype=torch.bool, device=dev)
+            return BlockLists(idx, cnt, budget, none, 1.0, True, B, sparse_density, none)
+    idx, cnt = select_blocks(est.block_probs, budget, lazy, flat, dense_rows, q_offset=q_offset, params=params,
                              width=width)
-    return BlockLists(idx, cnt, budget, lazy.view(torch.bool), sparse_density, False, B, sparse_density)
+    return BlockLists(idx, cnt, budget, lazy.view(torch.bool), sparse_density, False, B, sparse_density,
+                      flat.view(torch.bool))
 
 
 def sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, q_offset: int,
