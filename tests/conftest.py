@@ -85,6 +85,15 @@ def tiny(data_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_vl(data_dir):
+    """The tiny Qwen3-VL (DeepStack, GQA 4), built offline and loaded through `from_pretrained` (fp32)."""
+    from omnivideo.engine.loading import LoadOptions, load_model
+
+    return load_model(LoadOptions(model="tiny-qwen3-vl", models_dir=data_dir / "models", dtype="float32",
+                                  quant="none"))
+
+
+@pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("clips")
 

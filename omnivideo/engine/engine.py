@@ -2,8 +2,8 @@
 
 It drives the Hugging Face modules directly (vision tower, embeddings, decoder stack, lm_head)
 instead of `generate`, so that our attention plan, our cache and our positions reach every layer.
-Batch 1. Positions follow Qwen2.5-VL: M-RoPE for the prefix (from `get_rope_index`), then text
-positions `index + rope_delta` for everything after it.
+Batch 1. Positions: M-RoPE for the prefix (the model's own `get_rope_index`, through the family), then text
+positions `index + rope_delta` for everything after it (Qwen2.5-VL and Qwen3-VL alike).
 
     engine = Engine(loaded, EngineConfig())
     conv = engine.ingest(prefix_ids, video_inputs)
@@ -79,6 +79,7 @@ class Engine:
         self.lm_head = self.model.lm_head
         self.num_layers = self.loaded.text_config.num_hidden_layers
         self.video_pad_id = self.model.config.video_token_id
+        self.family = loaded.family   # prompt, positions, visual features, KV shape (omnivideo/engine/family/)
         # plan_factory(stage) -> plan for "prefix" / "text" forwards; None -> dense everywhere
         self.plan_factory = plan_factory or (lambda stage: None)
         # mechanism 3: decode each question over a per-head slimmed KV (None: dense decode, as before)
@@ -87,11 +88,11 @@ class Engine:
     # -- vision -----------------------------------------------------------------------------------
     @torch.inference_mode()
     def encode_video(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor) -> torch.Tensor:
-        """Vision tower + merger. pixel_values_videos [P, C*T*p*p] -> embeddings [P / merge^2, hidden];
+        """Vision tower + merger(s). pixel_values_videos [P, C*T*p*p] -> [P / merge^2, (1 + L) * hidden]: the
+        embeddings, then the features of the family's L DeepStack layers (L = 0 for Qwen2.5-VL);
         video_grid_thw int [1, 3]."""
         pv = pixel_values_videos.to(self.device, dtype=self.visual.dtype)
-        out = self.model.model.get_video_features(pv, video_grid_thw.to(self.device))
-        return torch.cat(out.pooler_output, dim=0)
+        return self.family.encode_video(self.model, pv, video_grid_thw.to(self.device))
 
     # -- prefix ingest ----------------------------------------------------------------------------
     @torch.inference_mode()

@@ -15,13 +15,9 @@ from pathlib import Path
 import torch
 
 from omnivideo.engine.attention import ATTN_NAME, register_attention
-from omnivideo.engine.fused.nf4_linear import route_nf4_linears
-from omnivideo.engine.tiny_model import ensure_tiny_checkpoint
+from omnivideo.engine.family import DEFAULT_FAMILY, ModelFamily, family_of
+from omnivideo.engine.tiny_model import TINY_BUILDERS
 from omnivideo.engine.weights_fingerprint import fingerprint_checkpoint
-from omnivideo.engine.fused.text_mlp import fuse_text_mlp
-from omnivideo.engine.fused.text_norm import fuse_text_norms
-from omnivideo.engine.fused.text_rotary import fuse_text_rotary
-from omnivideo.engine.fused.vision_tower import VISION_ATTN_NAME, set_vision_attention
 from omnivideo import SHIPPED_CHECKPOINTS
 from omnivideo.errors import ConfigError, DeviceError, ModelError
 
@@ -65,6 +61,7 @@ class LoadedModel:
     dtype: torch.dtype
     quantization: str        # "nf4" or "none"
     extra: dict = field(default_factory=dict)
+    family: ModelFamily = DEFAULT_FAMILY   # what differs per model family (omnivideo/engine/family/)
 
     @property
     def text_config(self):
@@ -91,8 +88,8 @@ def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def resolve_checkpoint(options: LoadOptions) -> str:
     """Hub id or local directory to hand to `from_pretrained`; builds the tiny checkpoint on demand."""
-    if options.model == TINY_ALIAS:
-        return str(ensure_tiny_checkpoint(options.models_dir))
+    if options.model in TINY_BUILDERS:   # `tiny`, `tiny-qwen3-vl`: random checkpoints built locally
+        return str(TINY_BUILDERS[options.model](options.models_dir))
     if options.model in SHIPPED:
         path = SHIPPED[options.model]
         if not (path / "config.json").is_file():
@@ -122,10 +119,11 @@ def checkpoint_revision(model, memo: Path | None = None) -> str:
 # our fused blocks need plain nn.Linear layers) and lm_head. transformers 5.x matches these patterns from the
 # START of the full module name ("model.visual.blocks.0..."), so the bare "visual" that 4.x needed matches
 # nothing there: on 5.17 the tiny model's tower came out quantized (H100 probe, scripts/gpu/load_probe.py).
-NF4_SKIP_MODULES = ["model.visual", "visual", "lm_head"]
+# Each family lists its own (omnivideo/engine/family/); this is Qwen2.5-VL's.
+NF4_SKIP_MODULES = list(DEFAULT_FAMILY.nf4_skip_modules)
 
 
-def _quantization_config(quant: str, device: torch.device):
+def _quantization_config(quant: str, device: torch.device, family: ModelFamily = DEFAULT_FAMILY):
     if quant == "none" or (quant == "auto" and device.type != "cuda"):
         return None, "none"
     if device.type != "cuda":
@@ -133,18 +131,35 @@ def _quantization_config(quant: str, device: torch.device):
     from transformers import BitsAndBytesConfig
 
     cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=list(NF4_SKIP_MODULES))
+                             bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=list(family.nf4_skip_modules))
     return cfg, "nf4"
 
 
+def _checkpoint_family(source: str, options: LoadOptions) -> ModelFamily:
+    """The family from the checkpoint's config alone (before any weight is read: NF4 needs its skip list)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, revision=options.revision)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"could not load model '{options.model}': {first}") from e
+    try:
+        return family_of(config)
+    except ModelError as e:
+        raise ModelError(f"model '{options.model}': {e}") from e
+
+
 def load_model(options: LoadOptions) -> LoadedModel:
-    """Load tokenizer + Qwen2.5-VL through `from_pretrained`, with our attention on the text layers."""
+    """Load tokenizer + a Qwen2.5-VL / Qwen3-VL model through `from_pretrained`, with our attention on the
+    text layers and its family's fused rewrites."""
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     device = resolve_device(options.device)
     dtype = _resolve_dtype(options.dtype, device)
     source = resolve_checkpoint(options)
-    quant_cfg, quant_name = _quantization_config(options.quant, device)
+    family = _checkpoint_family(source, options)
+    quant_cfg, quant_name = _quantization_config(options.quant, device, family)
     register_attention()
     # The vision tower is built with "sdpa" and switched to ours after loading: a "flash" name at
     # construction makes transformers look for a flash-attn build or hub kernel (omnivideo/engine/fused/vision_attention.py).
@@ -158,26 +173,20 @@ def load_model(options: LoadOptions) -> LoadedModel:
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"could not load model '{options.model}': {first}") from e
-    if getattr(model.config, "model_type", "") not in ("qwen2_5_vl", "qwen2_vl"):
-        raise ModelError(f"model '{options.model}' is a {model.config.model_type}, not a Qwen2.5-VL checkpoint")
     if quant_cfg is None:
         model = model.to(device)
     model.eval()
-    set_vision_attention(model, VISION_ATTN_NAME)
-    fuse_text_norms(model)    # one kernel per RMSNorm (omnivideo/engine/fused/text_norm.py; exact)
-    fuse_text_rotary(model)   # one rotary kernel per layer on CUDA (omnivideo/engine/fused/text_rotary.py)
-    fuse_text_mlp(model)      # SiLU * up in one kernel over the fused gate|up GEMV (omnivideo/engine/fused/text_mlp.py)
-    if quant_name == "nf4":
-        route_nf4_linears(model)  # decode-time NF4 GEMV (the kernel switch decides per call)
+    family.fuse(model, quant_name)   # vision tower, norms, rotary, MLP, NF4 GEMV: what the family supports
     loaded = LoadedModel(model=model, tokenizer=tokenizer, model_id=options.model,
                          revision=checkpoint_revision(model, options.models_dir / FINGERPRINT_MEMO), device=device, dtype=dtype,
-                         quantization=quant_name)
-    log.info("loaded %s (%s) on %s, dtype %s, quantization %s", options.model, loaded.revision,
+                         quantization=quant_name, family=family)
+    log.info("loaded %s (%s, %s) on %s, dtype %s, quantization %s", options.model, family.name, loaded.revision,
              device, dtype, quant_name)
     return loaded
 
 
 def describe(loaded: LoadedModel) -> str:
     """One JSON line describing what is loaded (for logs and --json output)."""
-    return json.dumps({"model": loaded.model_id, "revision": loaded.revision, "device": str(loaded.device),
+    return json.dumps({"model": loaded.model_id, "family": loaded.family.name, "revision": loaded.revision,
+                       "device": str(loaded.device),
                        "dtype": str(loaded.dtype).replace("torch.", ""), "quantization": loaded.quantization})

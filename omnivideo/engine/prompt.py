@@ -11,11 +11,15 @@ Every piece is cut out of the template's own rendering (with sentinels), so pref
 answers is token-for-token what the template produces for the whole conversation.
 
     chat = ChatFormat(tokenizer)
-    prefix = chat.prefix_ids(num_video_tokens=1300, system=None)
+    prefix = chat.prefix_ids(num_video_tokens=1300)
     ids = chat.first_turn_ids("What happens?")
+
+A family whose prompt carries more than a count (Qwen3-VL: the time of every frame group as text) builds the
+prefix from a `VideoLayout`: `ChatFormat(tokenizer, family=loaded.family).video_prefix_ids(layout)`.
 """
 from dataclasses import dataclass
 
+from omnivideo.engine.family import DEFAULT_FAMILY, ModelFamily, VideoLayout
 from omnivideo.engine.tiny_model import QWEN_VL_CHAT_TEMPLATE
 
 _Q = "\u2063OMNIQ\u2063"   # sentinels: invisible separators that no template or user text contains
@@ -30,8 +34,9 @@ class ChatPieces:
 
 
 class ChatFormat:
-    def __init__(self, tokenizer, system: str | None = None):
+    def __init__(self, tokenizer, system: str | None = None, family: ModelFamily = DEFAULT_FAMILY):
         self.tokenizer = tokenizer
+        self.family = family
         self.template = getattr(tokenizer, "chat_template", None) or QWEN_VL_CHAT_TEMPLATE
         self.video_pad_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
         self.stop_ids = sorted({i for i in (tokenizer.convert_tokens_to_ids("<|im_end|>"),
@@ -54,20 +59,25 @@ class ChatFormat:
         assert prefix.count("<|video_pad|>") == 1, "the chat template must place exactly one video"
         return ChatPieces(prefix_text=prefix, after_question=after, separator=sep)
 
-    def _encode(self, text: str) -> list[int]:
+    def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def video_prefix_ids(self, layout: VideoLayout) -> list[int]:
+        """The question-independent prefix for a video of `layout`, as the family writes it."""
+        return self.family.prefix_ids(self, layout)
+
     def prefix_ids(self, num_video_tokens: int) -> list[int]:
-        """The question-independent prefix with the video placeholder expanded to N tokens."""
-        ids = self._encode(self.pieces.prefix_text)
+        """The question-independent prefix with the video placeholder expanded to N tokens (one run of
+        pads: Qwen2.5-VL's prompt; see `video_prefix_ids` for any family)."""
+        ids = self.encode(self.pieces.prefix_text)
         at = ids.index(self.video_pad_id)
         return ids[:at] + [self.video_pad_id] * num_video_tokens + ids[at + 1:]
 
     def first_turn_ids(self, question: str) -> list[int]:
-        return self._encode(question + self.pieces.after_question)
+        return self.encode(question + self.pieces.after_question)
 
     def next_turn_ids(self, question: str) -> list[int]:
-        return self._encode(self.pieces.separator + question + self.pieces.after_question)
+        return self.encode(self.pieces.separator + question + self.pieces.after_question)
 
     def full_text(self, turns: list[tuple[str, str | None]]) -> str:
         """The template's rendering of a whole conversation [(question, answer|None), ...] (tests)."""

@@ -29,18 +29,38 @@ def test_pool_matches_reference(n, dtype):
     assert_close("pool", pool_blocks(x, 16), pool_reference(x, 16), rel_rms=1e-6)
 
 
+@pytest.mark.parametrize("pooled_keys", [False, True], ids=["keys", "pooled-keys"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("hq,hkv,nk,q_offset", SHAPES, ids=lambda x: str(x))
-def test_estimate_matches_reference(hq, hkv, nk, q_offset, dtype):
+def test_estimate_matches_reference(hq, hkv, nk, q_offset, dtype, pooled_keys):
     q, k, _ = _inputs(hq, hkv, nk, q_offset, dtype)
-    est = estimate(q, k, q_offset=q_offset, params=PARAMS, scale=32 ** -0.5)
-    ref = estimate_reference(q, k, q_offset=q_offset, params=PARAMS, scale=32 ** -0.5)
+    params = dataclasses.replace(PARAMS, pooled_keys=pooled_keys)
+    est = estimate(q, k, q_offset=q_offset, params=params, scale=32 ** -0.5)
+    ref = estimate_reference(q, k, q_offset=q_offset, params=params, scale=32 ** -0.5)
     tol = 1e-5 if dtype != torch.bfloat16 else 2e-2          # GPU: pooled scores use tf32 for 16-bit q
     assert_close("block_probs", est.block_probs, ref.block_probs, rel_rms=tol)
     assert_close("local_mass", est.local_mass, ref.local_mass, rel_rms=tol)
     sums = est.block_probs.sum(-1)
     assert_close("rows sum to 1", sums, torch.ones_like(sums), rel_rms=1e-5)
-    _assert_cover_is_minimal(est.cover_count, ref, PARAMS, q_offset, rel_tol=10 * tol)
+    _assert_cover_is_minimal(est.cover_count, ref, params, q_offset, rel_tol=10 * tol)
+
+
+def test_one_strong_key_is_seen_where_block_means_dilute_it():
+    """The estimate's block mass is the pooled query's mass on the block's keys: a single key that every
+    query of a block attends to is found, where the mean of its block's keys (pooled_keys) hides it."""
+    gen = torch.Generator().manual_seed(0)
+    n, d, strong = 256, 32, 37                       # key 37 sits in block 2 among 15 unrelated keys
+    q = torch.randn(1, n, d, generator=gen) * 0.1
+    k = torch.randn(1, n, d, generator=gen)
+    k[0, strong] = 0.0
+    q[0, 192:] += 3.0 * torch.nn.functional.one_hot(torch.tensor(0), d).float()   # query blocks 12-15
+    k[0, strong, 0] = 5.0
+    params = SparseParams(block_size=16, window=32, gamma=0.9)
+    keys = estimate(q.to(DEVICE), k.to(DEVICE), q_offset=0, params=params, scale=1.0)
+    pooled = estimate(q.to(DEVICE), k.to(DEVICE), q_offset=0, params=dataclasses.replace(params, pooled_keys=True),
+                      scale=1.0)
+    assert (keys.block_probs[0, 12:, 2] > 0.9).all()
+    assert (pooled.block_probs[0, 12:, 2] < 0.5).all()
 
 
 def _assert_cover_is_minimal(count, ref, params, q_offset, rel_tol):

@@ -1,9 +1,11 @@
-"""Sampled frames -> Qwen2.5-VL video inputs, without torchvision.
+"""Sampled frames -> Qwen2.5-VL / Qwen3-VL video inputs, without torchvision.
 
-transformers' `Qwen2VLVideoProcessor` needs torchvision, which has no CPU build here; this is the
-same computation in plain torch: fused rescale (1/255) + OpenAI-CLIP normalisation, then the
-patch layout [grid_t, grid_h/2, grid_w/2, 2, 2] x [3, temporal_patch, 14, 14]. A GPU-marked test
-(`tests/video/test_video_processor.py`) checks it equal to the real processor where torchvision exists.
+transformers' `Qwen2VLVideoProcessor` / `Qwen3VLVideoProcessor` need torchvision, which has no CPU build
+here; this is the same computation in plain torch: fused rescale (1/255) + normalisation (OpenAI-CLIP for
+Qwen2.5-VL, 0.5 / 0.5 for Qwen3-VL: the family's `ProcessorSpec`), then the patch layout
+[grid_t, grid_h/2, grid_w/2, 2, 2] x [3, temporal_patch, p, p] (p = 14 or 16; both processors use it).
+GPU-marked tests (`tests/video/test_video_processor.py`, `tests/video/test_qwen3_vl_processor.py`) check it
+equal to the real processors where torchvision exists.
 
     inputs = to_model_inputs(sample_video(path))
     model(..., pixel_values_videos=inputs.pixel_values_videos, video_grid_thw=inputs.video_grid_thw,
@@ -36,10 +38,10 @@ class VideoInputs:
     timestamps_s: list[float]
 
 
-def normalize(frames: torch.Tensor) -> torch.Tensor:
+def normalize(frames: torch.Tensor, image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD) -> torch.Tensor:
     """uint8 [T, 3, H, W] -> float32, as transformers' fused rescale + normalize (mean, std x 255)."""
-    mean = torch.tensor(OPENAI_CLIP_MEAN, dtype=torch.float32) * (1.0 / RESCALE_FACTOR)
-    std = torch.tensor(OPENAI_CLIP_STD, dtype=torch.float32) * (1.0 / RESCALE_FACTOR)
+    mean = torch.tensor(image_mean, dtype=torch.float32) * (1.0 / RESCALE_FACTOR)
+    std = torch.tensor(image_std, dtype=torch.float32) * (1.0 / RESCALE_FACTOR)
     return (frames.to(torch.float32) - mean[:, None, None]) / std[:, None, None]
 
 
@@ -76,10 +78,11 @@ def grid_step_from_ends(first_s: float, last_s: float, count: int, temporal_patc
 
 
 def frames_to_inputs(frames: np.ndarray, timestamps_s: list[float], *, patch_size: int = 14,
-                     temporal_patch_size: int = 2, merge_size: int = 2) -> VideoInputs:
+                     temporal_patch_size: int = 2, merge_size: int = 2, image_mean=OPENAI_CLIP_MEAN,
+                     image_std=OPENAI_CLIP_STD) -> VideoInputs:
     """uint8 [T, H, W, 3] RGB frames (H, W multiples of patch * merge) -> VideoInputs."""
     assert frames.ndim == 4 and frames.shape[-1] == 3 and frames.dtype == np.uint8, (frames.shape, frames.dtype)
-    video = normalize(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2))
+    video = normalize(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), image_mean, image_std)
     flat, (t, h, w) = patchify(video, patch_size, temporal_patch_size, merge_size)
     return VideoInputs(
         pixel_values_videos=flat,
@@ -102,19 +105,27 @@ def frames_to_patches(frames: np.ndarray, *, patch_size: int = 14, temporal_patc
     return patchify(video, patch_size, temporal_patch_size, merge_size)[0]
 
 
-def normalize_patches(patches: torch.Tensor, channels: int = 3) -> torch.Tensor:
-    """uint8 patches [N, C * K] (any device) -> float32 [N, C * K], rescaled and CLIP-normalised per channel."""
-    mean = torch.tensor(OPENAI_CLIP_MEAN, dtype=torch.float32, device=patches.device) * (1.0 / RESCALE_FACTOR)
-    std = torch.tensor(OPENAI_CLIP_STD, dtype=torch.float32, device=patches.device) * (1.0 / RESCALE_FACTOR)
+def normalize_patches(patches: torch.Tensor, channels: int = 3, image_mean=OPENAI_CLIP_MEAN,
+                      image_std=OPENAI_CLIP_STD) -> torch.Tensor:
+    """uint8 patches [N, C * K] (any device) -> float32 [N, C * K], rescaled and normalised per channel."""
+    mean = torch.tensor(image_mean, dtype=torch.float32, device=patches.device) * (1.0 / RESCALE_FACTOR)
+    std = torch.tensor(image_std, dtype=torch.float32, device=patches.device) * (1.0 / RESCALE_FACTOR)
     x = patches.view(patches.shape[0], channels, -1).to(torch.float32)
     return ((x - mean[:, None]) / std[:, None]).view(patches.shape[0], -1)
 
 
 def to_model_inputs(sampled, *, patch_size: int = 14, temporal_patch_size: int = 2,
-                    merge_size: int = 2) -> VideoInputs:
+                    merge_size: int = 2, image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD) -> VideoInputs:
     """A SampledVideo -> VideoInputs (see `frames_to_inputs`)."""
     return frames_to_inputs(sampled.frames, sampled.timestamps_s, patch_size=patch_size,
-                            temporal_patch_size=temporal_patch_size, merge_size=merge_size)
+                            temporal_patch_size=temporal_patch_size, merge_size=merge_size,
+                            image_mean=image_mean, image_std=image_std)
+
+
+def family_inputs(sampled, spec) -> VideoInputs:
+    """A SampledVideo -> VideoInputs with a model family's processor constants (`ProcessorSpec`)."""
+    return to_model_inputs(sampled, patch_size=spec.patch_size, temporal_patch_size=spec.temporal_patch_size,
+                           merge_size=spec.merge_size, image_mean=spec.image_mean, image_std=spec.image_std)
 
 
 def mm_token_type_ids(input_ids: torch.Tensor, video_token_id: int, image_token_id: int | None = None) -> torch.Tensor:

@@ -4,6 +4,9 @@ The Qwen2.5-VL family was trained on videos prepared by its helper library `qwen
 (`fetch_video`, `smart_nframes`, `smart_resize`). This module reproduces those rules exactly
 (same frame count, same resized size for the same inputs; `tests/video/test_video_parity.py`
 checks it against the installed library) and turns them into target presentation times.
+Qwen3-VL uses the same rules with patch 16 (`fetch_video(..., image_patch_size=16)`): every pixel limit
+is in units of factor^2 with factor = patch x merge = 32 instead of 28. `SamplingConfig.factor` carries
+it; `SamplingConfig.of(..., factor=32)` / `pixel_defaults(32)` give that family's default limits.
 
     cfg = SamplingConfig(fps=2.0, max_frames=256)
     plan = plan_sampling(info, cfg)        # info: VideoInfo from probe_video()
@@ -28,6 +31,13 @@ VIDEO_MAX_PIXELS = 768 * IMAGE_FACTOR * IMAGE_FACTOR
 VIDEO_TOTAL_PIXELS = int(128000 * IMAGE_FACTOR * IMAGE_FACTOR * 0.9)
 MAX_RATIO = 200
 MERGE_SIZE = 2
+VIDEO_MIN_TOKEN_NUM, VIDEO_MAX_TOKEN_NUM, MODEL_SEQ_LEN = 128, 768, 128000
+
+
+def pixel_defaults(factor: int = IMAGE_FACTOR) -> dict:
+    """qwen-vl-utils' default pixel limits for a resize factor (patch x merge: 28 Qwen2.5-VL, 32 Qwen3-VL)."""
+    return {"min_pixels": VIDEO_MIN_TOKEN_NUM * factor * factor, "max_pixels": VIDEO_MAX_TOKEN_NUM * factor * factor,
+            "total_pixels": int(MODEL_SEQ_LEN * factor * factor * 0.9)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +45,8 @@ class SamplingConfig:
     """Sampling options, named as in qwen-vl-utils. Exactly one of `fps` / `nframes`.
 
     `SamplingConfig(nframes=16)` needs `fps=None`; `SamplingConfig.of(nframes=16)` does that for you.
-    `start_s` / `end_s` restrict sampling to a time range (seconds from the first frame).
+    `start_s` / `end_s` restrict sampling to a time range (seconds from the first frame). `factor`: resized
+    sides are multiples of it (the model family's patch x merge; the pixel limits are given in pixels).
     """
     fps: float | None = FPS
     nframes: int | None = None
@@ -46,8 +57,11 @@ class SamplingConfig:
     total_pixels: int = VIDEO_TOTAL_PIXELS
     start_s: float | None = None
     end_s: float | None = None
+    factor: int = IMAGE_FACTOR
 
     def __post_init__(self):
+        if self.factor < MERGE_SIZE or self.factor % MERGE_SIZE:
+            raise ConfigError(f"factor must be a positive multiple of {MERGE_SIZE}, got {self.factor}")
         if (self.fps is None) == (self.nframes is None):
             raise ConfigError(f"give exactly one of fps / nframes, got fps={self.fps} nframes={self.nframes}")
         if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
@@ -70,9 +84,11 @@ class SamplingConfig:
 
     @classmethod
     def of(cls, *, fps: float | None = None, nframes: int | None = None, **kwargs) -> "SamplingConfig":
-        """CLI-friendly constructor: `nframes` given -> fps off; neither given -> the default 2 fps."""
+        """CLI-friendly constructor: `nframes` given -> fps off; neither given -> the default 2 fps; pixel
+        limits not given -> qwen-vl-utils' defaults for `factor`."""
         if nframes is None and fps is None:
             fps = FPS
+        kwargs = {**pixel_defaults(kwargs.get("factor", IMAGE_FACTOR)), **kwargs}
         return cls(fps=fps, nframes=nframes, **kwargs)
 
     def to_qwen_ele(self) -> dict:
@@ -97,10 +113,13 @@ class SamplingPlan:
     visual_tokens: int
     frame_range: tuple[int, int] = field(default=(0, 0))  # first/last source frame index (nominal fps)
 
+    factor: int = IMAGE_FACTOR   # patch x merge of the family the plan is for
+
     @property
     def grid_thw(self) -> tuple[int, int, int]:
-        """(t, h, w) of the vision grid in 14-pixel patches, before the 2x2 merge."""
-        return (self.count // FRAME_FACTOR, self.resized_height // 14, self.resized_width // 14)
+        """(t, h, w) of the vision grid in patches (14 or 16 pixels), before the 2x2 merge."""
+        patch = self.factor // MERGE_SIZE
+        return (self.count // FRAME_FACTOR, self.resized_height // patch, self.resized_width // patch)
 
 
 def round_by_factor(number: float, factor: int) -> int:
@@ -156,7 +175,8 @@ def smart_nframes(cfg: SamplingConfig, total_frames: int, video_fps: float) -> i
 
 def frame_pixel_limit(cfg: SamplingConfig, nframes: int) -> float:
     """Per-frame pixel cap of `fetch_video`: the total budget shared by the frames, within limits."""
-    cap = max(min(VIDEO_MAX_PIXELS, cfg.total_pixels / nframes * FRAME_FACTOR), int(cfg.min_pixels * 1.05))
+    frame_max = VIDEO_MAX_TOKEN_NUM * cfg.factor * cfg.factor   # fetch_video's VIDEO_FRAME_MAX_PIXELS
+    cap = max(min(frame_max, cfg.total_pixels / nframes * FRAME_FACTOR), int(cfg.min_pixels * 1.05))
     return min(cfg.max_pixels, cap)
 
 
@@ -176,9 +196,9 @@ def frame_range(cfg: SamplingConfig, total_frames: int, video_fps: float) -> tup
     return start, end
 
 
-def visual_tokens(count: int, resized_height: int, resized_width: int) -> int:
+def visual_tokens(count: int, resized_height: int, resized_width: int, factor: int = IMAGE_FACTOR) -> int:
     """LLM tokens for the video: one per 2x2 merged patch per temporal pair of frames."""
-    return (count // FRAME_FACTOR) * (resized_height // IMAGE_FACTOR) * (resized_width // IMAGE_FACTOR)
+    return (count // FRAME_FACTOR) * (resized_height // factor) * (resized_width // factor)
 
 
 def plan_sampling(info, cfg: SamplingConfig) -> SamplingPlan:
@@ -193,7 +213,8 @@ def plan_sampling(info, cfg: SamplingConfig) -> SamplingPlan:
     count = smart_nframes(cfg, last - first + 1, info.fps)
     # torch, float32, as qwen-vl-utils: numpy's float64 linspace rounds some .5 ties the other way
     indices = torch.linspace(first, last, count).round().long().tolist()
-    height, width = smart_resize(info.height, info.width, IMAGE_FACTOR, cfg.min_pixels, frame_pixel_limit(cfg, count))
+    height, width = smart_resize(info.height, info.width, cfg.factor, cfg.min_pixels, frame_pixel_limit(cfg, count))
     return SamplingPlan(timestamps_s=tuple(i / info.fps for i in indices), count=count,
                         resized_height=height, resized_width=width,
-                        visual_tokens=visual_tokens(count, height, width), frame_range=(first, last))
+                        visual_tokens=visual_tokens(count, height, width, cfg.factor), frame_range=(first, last),
+                        factor=cfg.factor)

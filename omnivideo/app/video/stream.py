@@ -69,8 +69,10 @@ class FrameStream:
 
     def __init__(self, count: int, height: int, width: int, load: Callable, open_state: Callable, *, vision,
                  device: torch.device, config: StreamConfig | None = None, progress=None, cancel=None,
-                 timeline=None):
+                 timeline=None, normalization: tuple | None = None):
         cfg = config or StreamConfig()
+        # (mean, std) per channel of the model family's processor (None: Qwen2.5-VL's OpenAI-CLIP values)
+        self._norm = {} if normalization is None else {"image_mean": normalization[0], "image_std": normalization[1]}
         self.count, self.device, self.progress, self.cancel, self.timeline = count, device, progress, cancel, timeline
         self._patch = dict(patch_size=vision.patch_size, temporal_patch_size=vision.temporal_patch_size,
                            merge_size=vision.spatial_merge_size)
@@ -194,7 +196,7 @@ class FrameStream:
                 self._cond.notify_all()
                 decoded = self._decoded_frames  # frames decoded so far (only grows): some may wait ahead
             report(self.progress, decoded, self.count, "decode")
-            yield normalize_patches(patches.to(self.device, non_blocking=True))
+            yield normalize_patches(patches.to(self.device, non_blocking=True), **self._norm)
 
     def groups_ready(self) -> int:
         """Frame groups decoded and waiting, in order, that iterating would yield now without blocking (the
@@ -241,9 +243,10 @@ def _reader_load(plan):
 
 def open_video_stream(path: str | os.PathLike, sampling: SamplingConfig | None = None, *, vision,
                       device: torch.device, config: StreamConfig | None = None, progress=None, cancel=None,
-                      timeline=None, info=None) -> FrameStream:
+                      timeline=None, info=None, normalization: tuple | None = None) -> FrameStream:
     """Probe (unless `info`), plan as `sample_video` does, and start decoding `path` (see the module doc).
-    `vision`: the model's vision config (patch_size, temporal_patch_size, spatial_merge_size)."""
+    `vision`: the model's vision config (patch_size, temporal_patch_size, spatial_merge_size);
+    `normalization`: (mean, std) of the family's processor (None: OpenAI-CLIP)."""
     if info is None:
         report(progress, 0, 1, "probe")
         info = probe_video(path)
@@ -256,7 +259,7 @@ def open_video_stream(path: str | os.PathLike, sampling: SamplingConfig | None =
                          lambda: VideoReader(path, output_size=(plan.resized_height, plan.resized_width),
                                              threads=threads),
                          vision=vision, device=device, config=cfg, progress=progress, cancel=cancel,
-                         timeline=timeline)
+                         timeline=timeline, normalization=normalization)
     stream.info, stream.plan = info, plan
     return stream
 

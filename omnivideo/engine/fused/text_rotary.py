@@ -66,11 +66,13 @@ def _dispatcher(original, multimodal: bool):
     return apply
 
 
-def _install() -> None:
+def _install(modeling=None) -> None:
+    """Wrap the rotary function(s) of `modeling` (a transformers modeling module; default Qwen2.5-VL's)."""
+    modeling = modeling or _hf
     for name in _NAMES:
-        fn = getattr(_hf, name, None)
+        fn = getattr(modeling, name, None)
         if fn is not None and not getattr(fn, _WRAPPED, False):
-            setattr(_hf, name, _dispatcher(fn, multimodal=name == _NAMES[1]))
+            setattr(modeling, name, _dispatcher(fn, multimodal=name == _NAMES[1]))
 
 
 def _attentions(model) -> list[nn.Module]:
@@ -87,9 +89,11 @@ def _flagged_forward(self, *args, **kwargs):
         _ACTIVE.reset(token)
 
 
-def fuse_text_rotary(model) -> int:
-    """Route the text attention modules' rotary step to the fused kernel (idempotent); returns how many now."""
-    _install()
+def fuse_text_rotary(model, modeling=None) -> int:
+    """Route the text attention modules' rotary step to the fused kernel (idempotent); returns how many now.
+    `modeling`: the model's transformers modeling module (its family's; default Qwen2.5-VL's). Qwen3-VL's
+    `apply_rotary_pos_emb` takes tables already interleaved over the three axes ([B, S, D]), the plain path."""
+    _install(modeling)
     return set_forward(_attentions(model), _flagged_forward, _FUSED)
 
 

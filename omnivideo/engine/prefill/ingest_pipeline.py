@@ -37,7 +37,8 @@ Progress = Callable[[int, int, str], None]
 
 class VisionSource(Protocol):
     """Pixels of one video, delivered in order. `grid_thw` = (grid_t, grid_h, grid_w) of the whole video in
-    patches; `second_per_grid_t()` may block until it is known (the first and last frames' timestamps);
+    patches; `second_per_grid_t()` may block until it is known (the first and last frames' timestamps; only
+    Qwen2.5-VL's positions ask for it);
     iterating yields pixel values [k * grid_h * grid_w, C * tps * p * p] of the next k frame groups (any k)."""
     grid_thw: tuple[int, int, int]
 
@@ -124,7 +125,8 @@ class _VisionChunks:
         return groups <= self.groups_done + self._pending_rows // self.rows_per_group + ready()
 
     def take(self, start: int, stop: int) -> torch.Tensor:
-        """Embeddings of video tokens [start, stop) (already encoded); frees everything before `stop`."""
+        """Vision rows of video tokens [start, stop) (already encoded; [n, (1 + DeepStack layers) * hidden], see
+        ModelFamily.encode_video); frees everything before `stop`."""
         parts = [e[max(0, start - s):stop - s] for s, e in self._ready if s < stop and s + e.shape[0] > start]
         self._ready = [(s, e) for s, e in self._ready if s + e.shape[0] > stop]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -143,9 +145,8 @@ def _fresh_cache(engine, tokens: int, on_host: bool):
         cache = OmniCache(engine.num_layers)
         cache.reserve(tokens)
         return cache
-    text = engine.loaded.text_config
-    return HostKVCache(engine.num_layers, text.num_key_value_heads, text.hidden_size // text.num_attention_heads,
-                       engine.loaded.dtype, capacity=tokens)
+    _, kv_heads, head_dim = engine.family.kv_shape(engine.loaded.text_config)
+    return HostKVCache(engine.num_layers, kv_heads, head_dim, engine.loaded.dtype, capacity=tokens)
 
 
 def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progress: Progress | None = None,
@@ -165,16 +166,17 @@ def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progres
         raise AssertionError(f"{counts[-1]} video tokens in the prompt, {grid_t * vision.tokens_per_group} from the grid")
     ids = torch.tensor([prefix_ids], device=device)
     is_video = ids == engine.video_pad_id
-    spg = torch.tensor([source.second_per_grid_t()], dtype=torch.float32, device=device)
-    positions, deltas = engine.model.model.get_rope_index(
-        ids, mm_token_type_ids=is_video.int() * 2, video_grid_thw=torch.tensor([[grid_t, grid_h, grid_w]], device=device),
-        second_per_grid_ts=spg)
+    family = engine.family
+    positions, rope_delta = family.rope_index(engine.model, ids, is_video, (grid_t, grid_h, grid_w),
+                                              source.second_per_grid_t)
     cache = _fresh_cache(engine, len(prefix_ids) + cfg.reserve_tokens, kv_on_host)
     plan = engine.plan_factory("prefix")
     if plan is None and cfg.sparse is not None:
-        plan = AttentionPlan(sparse=SparsePrefill(cfg.sparse, text_mask=~is_video[0], min_keys=cfg.sparse_min_keys,
+        text_mask = family.sparse_text_mask(ids, is_video, engine.model.config)
+        plan = AttentionPlan(sparse=SparsePrefill(cfg.sparse, text_mask=text_mask, min_keys=cfg.sparse_min_keys,
                                                   force_density=cfg.force_density,
                                                   frame_tokens=vision.tokens_per_group))
+    width = engine.loaded.text_config.hidden_size   # vision rows: [embedding | DeepStack features...] of this width
     n = len(prefix_ids)
     pending = [c for r in plan_rounds(n, cfg.chunk_size, cfg.chunk_size) for c in r]
     index = 0
@@ -191,12 +193,17 @@ def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progres
             raise VideoCancelled("ingest cancelled")
         start, stop = chunks[0][0], chunks[-1][1]
         vision.ensure(counts[stop])
-        hidden = []
+        hidden, deepstack = [], []
         for a, b in chunks:
             embeds = engine.embed(ids[:, a:b])
+            extra = None
             if counts[b] > counts[a]:
-                embeds[is_video[:, a:b]] = vision.take(counts[a], counts[b]).to(embeds.dtype)
+                rows, mask = vision.take(counts[a], counts[b]), is_video[:, a:b]
+                embeds[mask] = rows[:, :width].to(embeds.dtype)
+                if rows.shape[1] > width:   # DeepStack: added after the first decoder layers (prefix_prefill.py)
+                    extra = (mask, rows[:, width:])
             hidden.append(embeds)
+            deepstack.append(extra)
 
         def after_layer(layer: int, start=start, stop=stop) -> None:
             if cancel is not None and getattr(cancel, "cancelled", False):
@@ -206,15 +213,16 @@ def ingest_streamed(engine, prefix_ids: list[int], source: VisionSource, progres
 
         with timeline.device_span("prefill", index):
             target = HostRoundCache(cache, stop - start, device) if kv_on_host else cache
-            prefill_round(engine, hidden, [positions[:, :, a:b] for a, b in chunks], target, plan, after_layer)
+            prefill_round(engine, hidden, [positions[:, :, a:b] for a, b in chunks], target, plan, after_layer,
+                          deepstack=deepstack)
             if kv_on_host:
                 target.finish()
-        del hidden
+        del hidden, deepstack
         index += 1
     timeline.finish()  # synchronises the device: ingest_s is the wall time of the finished work
     stats = {"vision_s": timeline.busy_s("vision"), "prefill_s": timeline.busy_s("prefill"),
              "ingest_s": time.perf_counter() - t_start}
     if plan is not None and isinstance(plan.sparse, SparsePrefill):
         stats["sparse"] = plan.sparse.stats.summary()
-    return Conversation(cache=cache, rope_delta=int(deltas.reshape(-1)[0]), prefix_len=n, ids=list(prefix_ids),
+    return Conversation(cache=cache, rope_delta=rope_delta, prefix_len=n, ids=list(prefix_ids),
                         stats=stats)

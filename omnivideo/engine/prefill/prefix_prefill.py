@@ -87,7 +87,7 @@ def dense_weights(layer: torch.nn.Module, enabled: bool = True):
 
 
 def prefill_round(engine, hidden: list[torch.Tensor], positions: list[torch.Tensor], cache, plan,
-                  after_layer: Callable[[int], None] | None = None) -> None:
+                  after_layer: Callable[[int], None] | None = None, deepstack: list | None = None) -> None:
     """Run one round through the decoder layers, layer-major, appending every chunk's K/V to `cache`.
 
     Args:
@@ -97,13 +97,22 @@ def prefill_round(engine, hidden: list[torch.Tensor], positions: list[torch.Tens
         cache: the cache every layer appends to (an OmniCache).
         plan: the AttentionPlan every attention call receives (None: dense).
         after_layer: called with the layer index once a layer has run over every chunk (progress, cancel).
+        deepstack: per chunk, None or (visual mask [1, T_c] bool, features [n_visual, L * H]): feature block i
+            is added at the chunk's visual rows after decoder layer i (Qwen3-VL's DeepStack), as the model's
+            own forward does over the whole sequence.
     The final norm is not applied: a prefix prefill needs only the cache.
     """
     lm = engine.lm
     embeddings = [lm.rotary_emb(h, p) for h, p in zip(hidden, positions)]
+    deepstack = deepstack or [None] * len(hidden)
     for index, layer in enumerate(lm.layers):
         with dense_weights(layer, enabled=len(hidden) > 1):
             for c, h in enumerate(hidden):
                 hidden[c] = run_layer(layer, h, cache, embeddings[c], plan)
+                if deepstack[c] is not None:
+                    mask, features = deepstack[c]
+                    width = h.shape[-1]
+                    if (index + 1) * width <= features.shape[1]:
+                        hidden[c] = engine.family.inject(hidden[c], mask, features[:, index * width:(index + 1) * width])
         if after_layer is not None:
             after_layer(index)

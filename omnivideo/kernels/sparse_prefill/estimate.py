@@ -4,8 +4,11 @@
     est.local_mass, est.cover_count           # [Hkv, Mq]: lazy test and per-head cover counts
 
 Semantics are defined by `omnivideo.kernels.sparse_prefill.reference`; `omnivideo.kernels.sparse_prefill.block_select` turns an
-estimate into key-block lists. Cost: pooling reads q and k once; the pooled scores are ~1/B^2 of
-dense attention; the per-row kernel keeps rows of Mk block probabilities in registers and finds
+estimate into key-block lists. The queries of a block are pooled (block mean); the keys are not: a
+block's estimated mass is the pooled query's softmax mass on its keys, so one strong key is not
+diluted by 63 others (block-mean keys, `SparseParams.pooled_keys`, lose most of the recall on learned
+attention: docs/method.md). Cost: pooling reads q once; the scores are ~1/(2B) of dense attention's
+(pooled keys: ~1/B^2); the per-row kernel keeps rows of Mk block probabilities in registers and finds
 the cover threshold by bisection on the float bit pattern (no sort).
 The [Hkv, Mq, Mk] float32 probabilities are materialized: 64 MiB for a 128K-token chunk with 4 KV
 heads; the engine prefills in chunks, which bounds Mq.
@@ -23,8 +26,8 @@ LOG2E = 1.4426950408889634
 
 @dataclass(frozen=True)
 class Estimate:
-    """block_probs [Hkv, Mq, Mk] float32: p_u, softmax of pooled scores over causal key blocks,
-    averaged over the g query heads of KV head u (0 for non-causal blocks).
+    """block_probs [Hkv, Mq, Mk] float32: p_u, the softmax mass of each pooled query on each causal key
+    block, averaged over the g query heads of KV head u (0 for non-causal blocks).
     local_mass [Hkv, Mq] float32: r, the share of p_u inside the local window.
     cover_count [Hkv, Mq] int32: k_u, fewest non-local, non-sink blocks holding gamma of their mass."""
     block_probs: torch.Tensor
@@ -47,16 +50,19 @@ def _pool_kernel(X, OUT, sx_h, sx_n, N, M, B: tl.constexpr, PB: tl.constexpr, D:
 
 
 @triton.jit
-def _block_probs_kernel(QBAR, KBAR, P, qk_scale, Mq, Mk, qb0,
+def _block_probs_kernel(QBAR, KEYS, P, qk_scale, skh, skn, Mq, Mk, NKEYS, qb0,
                         G: tl.constexpr, GP: tl.constexpr, BI: tl.constexpr, BC: tl.constexpr,
-                        D: tl.constexpr, PREC: tl.constexpr):
-    """P[u, i, c] = mean over the G heads of u of softmax_c(qbar[h, i] . kbar[u, c]) on c <= qb0 + i.
+                        TB: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
+    """P[u, i, c] = mean over the G heads of u of the softmax mass of qbar[h, i] on key block c <= qb0 + i.
 
-    One program per (tile of BI query blocks, KV head u); rows are (head, query block) pairs, GP*BI
-    of them, so one dot serves the whole GQA group. Two passes over key blocks: softmax statistics,
-    then normalized probabilities summed over the group (no [Hq, Mq, Mk] intermediate)."""
+    KEYS [Hkv, NKEYS, D] holds TB key rows per block: the keys themselves (TB = B, NKEYS = Nk: each
+    block's mass is the sum over its keys) or their block means (TB = 1, NKEYS = Mk: the pooled-keys
+    estimate). One program per (tile of BI query blocks, KV head u); rows are (head, query block) pairs,
+    GP*BI of them, so one dot serves the whole GQA group. Two passes over BC*TB key rows at a time:
+    softmax statistics, then probabilities summed per block and over the group (no [Hq, Mq, Mk]
+    intermediate)."""
     t = tl.program_id(0)
-    u = tl.program_id(1)
+    u = tl.program_id(1).to(tl.int64)
     r = tl.arange(0, GP * BI)
     h = r // BI
     i = t * BI + r % BI
@@ -65,28 +71,30 @@ def _block_probs_kernel(QBAR, KBAR, P, qk_scale, Mq, Mk, qb0,
     qb = tl.load(QBAR + ((u * G + h) * Mq + i)[:, None] * D + d[None, :], mask=row_ok[:, None], other=0.0)
     qb = qb * qk_scale                                  # [rows, D], log2 domain
     bi = qb0 + i
-    c_end = tl.minimum(qb0 + t * BI + BI, Mk)           # causal key blocks of the tile's last row
+    n_end = tl.minimum((qb0 + t * BI + BI) * TB, NKEYS)  # key rows of the causal blocks of the tile's last row
     m_i = tl.full([GP * BI], float("-inf"), tl.float32)
     l_i = tl.zeros([GP * BI], tl.float32)
     # -- pass 1: row max and sum of exponentials --
-    for c0 in range(0, c_end, BC):
-        c = c0 + tl.arange(0, BC)
-        kb = tl.load(KBAR + (u * Mk + c)[None, :] * D + d[:, None], mask=c[None, :] < Mk, other=0.0)
-        s = tl.dot(qb, kb, input_precision=PREC)        # [rows, BC]
-        s = tl.where(c[None, :] <= bi[:, None], s, float("-inf"))
+    for n0 in range(0, n_end, BC * TB):
+        n = n0 + tl.arange(0, BC * TB)
+        kb = tl.load(KEYS + u * skh + n[None, :] * skn + d[:, None], mask=n[None, :] < NKEYS, other=0.0)
+        s = tl.dot(qb, kb.to(tl.float32), input_precision=PREC)     # [rows, BC * TB]
+        s = tl.where((n[None, :] // TB <= bi[:, None]) & (n[None, :] < NKEYS), s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         l_i = l_i * tl.exp2(m_i - m_new) + tl.sum(tl.exp2(s - m_new[:, None]), 1)
         m_i = m_new
     inv = tl.where(h < G, 1.0 / (l_i * G), 0.0)        # padded heads contribute nothing
     ii = t * BI + tl.arange(0, BI)
-    # -- pass 2: probabilities, averaged over the group --
-    for c0 in range(0, c_end, BC):
-        c = c0 + tl.arange(0, BC)
-        kb = tl.load(KBAR + (u * Mk + c)[None, :] * D + d[:, None], mask=c[None, :] < Mk, other=0.0)
-        s = tl.dot(qb, kb, input_precision=PREC)
-        s = tl.where(c[None, :] <= bi[:, None], s, float("-inf"))
+    # -- pass 2: probabilities, summed per key block and averaged over the group --
+    for n0 in range(0, n_end, BC * TB):
+        n = n0 + tl.arange(0, BC * TB)
+        kb = tl.load(KEYS + u * skh + n[None, :] * skn + d[:, None], mask=n[None, :] < NKEYS, other=0.0)
+        s = tl.dot(qb, kb.to(tl.float32), input_precision=PREC)
+        s = tl.where((n[None, :] // TB <= bi[:, None]) & (n[None, :] < NKEYS), s, float("-inf"))
         p = tl.exp2(s - m_i[:, None]) * inv[:, None]
-        pu = tl.sum(tl.reshape(p, (GP, BI, BC)), 0)     # [BI, BC]
+        pb = tl.sum(tl.reshape(p, (GP * BI, BC, TB)), 2)   # [rows, BC] mass per key block
+        pu = tl.sum(tl.reshape(pb, (GP, BI, BC)), 0)        # [BI, BC]
+        c = n0 // TB + tl.arange(0, BC)
         tl.store(P + (u * Mq + ii)[:, None] * Mk + c[None, :], pu,
                  mask=(ii[:, None] < Mq) & (c[None, :] < Mk))
 
@@ -169,14 +177,19 @@ def estimate(q: torch.Tensor, k: torch.Tensor, *, q_offset: int, params, scale: 
     assert q_offset % B == 0 and Nk == q_offset + Nq, (q_offset, Nq, Nk, B)
     G = Hq // Hkv
     Mq, Mk = triton.cdiv(Nq, B), triton.cdiv(Nk, B)
-    qbar, kbar = pool_blocks(q, B), pool_blocks(k, B)
+    qbar = pool_blocks(q, B)
+    # keys: every key row (TB = B), or their block means (pooled_keys: TB = 1, the first estimator)
+    keys, TB, n_keys = (pool_blocks(k, B), 1, Mk) if params.pooled_keys else (k, B, Nk)
     probs = torch.zeros(Hkv, Mq, Mk, device=q.device, dtype=torch.float32)
     GP = triton.next_power_of_2(G)
-    # 64 (head, query block) rows x 32 key blocks per step, one stage: fp32 operands split for
-    # tf32x3 need ~100 KB of shared memory at d = 128 (128 rows, 64 blocks, 3 stages needed 256 KB)
+    # 64 (head, query block) rows x 32 key rows (pooled) or one block of keys per step, one stage:
+    # fp32 operands split for tf32x3 need ~100 KB of shared memory at d = 128 with 32 columns
+    # (128 rows, 64 columns, 3 stages needed 256 KB)
     BI = max(1, 64 // GP)
+    BC = 32 if TB == 1 else max(1, 32 // TB)
     _block_probs_kernel[(triton.cdiv(Mq, BI), Hkv)](
-        qbar, kbar, probs, scale * LOG2E, Mq, Mk, q_offset // B, G=G, GP=GP, BI=BI, BC=32, D=D,
+        qbar, keys, probs, scale * LOG2E, keys.stride(0), keys.stride(1), Mq, Mk, n_keys, q_offset // B,
+        G=G, GP=GP, BI=BI, BC=BC, TB=TB, D=D,
         PREC="ieee" if q.dtype == torch.float32 else "tf32x3", num_warps=4, num_stages=1)
     local = torch.empty(Hkv, Mq, device=q.device, dtype=torch.float32)
     cover = torch.empty(Hkv, Mq, device=q.device, dtype=torch.int32)

@@ -8,8 +8,10 @@ Mq = cdiv(Nq, B) query blocks; query block i is absolute block bi = q_offset / B
 Definitions (fp32 throughout):
 - pooling: qbar[h, i] / kbar[u, c] = mean of the q / k rows of block i / c (partial last block: the
   mean of the rows it has).
-- scores s[h, i, c] = qbar[h, i] . kbar[h // g, c] * scale over causal blocks c <= bi; p = softmax_c;
-  p_u[u, i, c] = mean of p over the g query heads of KV head u.
+- block mass p[h, i, c] = sum over the keys j of block c of softmax_j(qbar[h, i] . k[h // g, j] * scale),
+  the softmax over the keys of the causal blocks (c <= bi); with `pooled_keys` instead softmax_c of
+  qbar[h, i] . kbar[h // g, c] * scale (block-mean keys); p_u[u, i, c] = mean of p over the g query
+  heads of KV head u.
 - local window of query block i: key blocks lo_i .. bi, lo_i = max(0, bi * B - window) // B (the
   blocks that cover [bi * B - window, end of block i]); sinks: blocks c < sink_blocks.
 - local mass r[u, i] = sum of p_u over the local window.
@@ -67,11 +69,19 @@ def estimate_reference(q: torch.Tensor, k: torch.Tensor, *, q_offset: int, param
     Hq, Nq, _ = q.shape
     Hkv, Nk, _ = k.shape
     g = Hq // Hkv
-    qbar, kbar = pool_reference(q, B), pool_reference(k, B)
-    Mq, Mk = qbar.shape[1], kbar.shape[1]
+    qbar = pool_reference(q, B)
+    Mq, Mk = qbar.shape[1], -(-Nk // B)
     causal, local, cand = block_windows_reference(q_offset, Mq, Mk, params, q.device)
-    s = torch.einsum("hid,hcd->hic", qbar, kbar.repeat_interleave(g, 0)) * scale
-    p = torch.softmax(s.masked_fill(~causal, float("-inf")), dim=-1)
+    if params.pooled_keys:
+        s = torch.einsum("hid,hcd->hic", qbar, pool_reference(k, B).repeat_interleave(g, 0)) * scale
+        p = torch.softmax(s.masked_fill(~causal, float("-inf")), dim=-1)
+    else:
+        key_block = torch.arange(Nk, device=q.device) // B
+        p = torch.empty(Hq, Mq, Mk, dtype=torch.float32, device=q.device)
+        for h in range(Hq):              # one head at a time: [Mq, Nk] scores
+            s = (qbar[h] @ k[h // g].float().T) * scale
+            pk = torch.softmax(s.masked_fill(~causal[:, key_block], float("-inf")), dim=-1)
+            p[h] = torch.zeros(Mq, Mk, device=q.device).index_add_(1, key_block, pk)
     pu = p.view(Hkv, g, Mq, Mk).mean(1)
     local_mass = (pu * local).sum(-1)
     if params.gamma >= 1.0:

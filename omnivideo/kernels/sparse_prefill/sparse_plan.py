@@ -29,6 +29,8 @@ class SparseParams:
     min_blocks: int = 4          # lower clip of the shared budget K
     sink_blocks: int = 1         # leading key blocks that are always kept
     dense_fallback: float = 0.6  # kept share of causal blocks above which the chunk runs dense
+    pooled_keys: bool = False    # estimate with block-mean keys (1/B^2 of dense) instead of every key
+    #                              (1/(2B)): cheaper, but loses recall where single keys matter
     flat_heads: bool = True      # a head whose cover count would raise everyone's budget more than it
     #                              saves runs dense rows of its own; the others share the flattest
     #                              *sparse* head's budget (method.md, mechanism 2). False: the flattest
