@@ -96,7 +96,8 @@ class App:
             # answers stream through the static-buffer decode loop (a CUDA graph per question on a GPU);
             # gamma_decode 1 keeps every KV row: the same tokens as the model's own forward
             self._engine = Engine(self.loaded, EngineConfig(chunk_size=c.chunk_size, sparse=PRESETS[c.attention],
-                                                             sparse_min_keys=c.sparse_min_keys),
+                                                             sparse_min_keys=c.sparse_min_keys,
+                                                             prefill_linears=c.prefill_linears),
                                   slim_decode=SlimDecodeConfig(gamma_decode=c.gamma_decode))
         return self._engine
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omnivideo.errors import ConfigError
 from omnivideo.app.models import DEFAULT_MODEL
+from omnivideo.engine.fused.fp8_linear import PREFILL_LINEARS
 
 ATTENTION_PRESETS = ("dense", "balanced", "fast")
 
@@ -39,6 +40,7 @@ class AppConfig:
     cache_budget_bytes: int | None = None   # disk budget of the KV store; None = unlimited
     gamma_decode: float = 1.0               # decode-time KV kept per head (mechanism 3); 1 = all, exact
     gpu_memory_gb: float | None = None      # GPU memory budget (enforced); None = the whole GPU
+    prefill_linears: str = "bf16"           # the video prefill's linears: bf16, or fp8 (FP8 tensor cores)
 
     def __post_init__(self):
         if self.attention not in ATTENTION_PRESETS:
@@ -53,6 +55,8 @@ class AppConfig:
             raise ConfigError(f"gpu-memory must be a positive number of GB, got {self.gpu_memory_gb}")
         if self.total_pixels is not None and self.total_pixels < 2 * 28 * 28:
             raise ConfigError(f"total-pixels must be at least {2 * 28 * 28} (two 28x28 frames), got {self.total_pixels}")
+        if self.prefill_linears not in PREFILL_LINEARS:
+            raise ConfigError(f"prefill-linears must be one of {', '.join(PREFILL_LINEARS)}, got {self.prefill_linears!r}")
         if self.max_frames is not None and self.max_frames < 2:
             raise ConfigError(f"max-frames must be >= 2 (frames come in pairs), got {self.max_frames}")
 

@@ -24,6 +24,7 @@ from omnivideo.engine.conversation import Conversation
 from omnivideo.app.code_version import code_version
 from omnivideo.engine.attention import dense_backend
 from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.engine.fused.fp8_linear import resolve_prefill_linears
 from omnivideo.engine.loading import LoadedModel
 from omnivideo.engine.prefill.sparse_prefill import PRESETS
 from omnivideo.engine.prompt import ChatFormat
@@ -65,10 +66,13 @@ def why_unusable(key: CacheKey) -> str | None:
     return "made with " + ", ".join(problems) if problems else None
 
 
-def engine_record(config: EngineConfig, attention: str) -> dict:
-    """The prefill's shape and the preset's parameter values (its name alone would hide a changed gamma)."""
+def engine_record(config: EngineConfig, attention: str, prefill_linears: str = "bf16") -> dict:
+    """The prefill's shape, the preset's parameter values (its name alone would hide a changed gamma) and the
+    precision of the prefill's linears that ran (bf16 / fp8: after the device's fallback, so an fp8 request on a
+    GPU without FP8 shares the bf16 entry)."""
     record = {"chunk_size": config.chunk_size, "prefill_round_tokens": config.prefill_round_tokens,
-              "vision_chunk_groups": config.vision_chunk_groups, "sparse_min_keys": config.sparse_min_keys}
+              "vision_chunk_groups": config.vision_chunk_groups, "sparse_min_keys": config.sparse_min_keys,
+              "prefill_linears": prefill_linears}
     params = PRESETS.get(attention)
     if params is not None:
         record.update({f"sparse.{k}": v for k, v in asdict(params).items()})
@@ -81,12 +85,13 @@ def cache_key(store: KVStore, path: Path, loaded: LoadedModel, chat: ChatFormat,
     text = loaded.text_config
     backend = dense_backend(loaded.device, loaded.dtype, text.num_attention_heads, text.num_key_value_heads,
                             text.hidden_size // text.num_attention_heads)
+    linears, _ = resolve_prefill_linears(config.prefill_linears, loaded.device, loaded.dtype)
     return CacheKey(video_sha256=store.fingerprint(path), sampling=asdict(sampling),
                     model_id=loaded.model_id, model_revision=loaded.revision, quantization=loaded.quantization,
                     dtype=str(loaded.dtype).replace("torch.", ""),
                     prefix_tokens_sha256=hashlib.sha256(prefix_template).hexdigest(),
                     attention_preset=attention, kernel_version=code_version(),
-                    engine=engine_record(config, attention), stack=stack_record(loaded.device, backend))
+                    engine=engine_record(config, attention, linears), stack=stack_record(loaded.device, backend))
 
 
 def entry_meta(conv: Conversation, num_visual_tokens: int, info, timestamps_s: list[float]) -> dict:

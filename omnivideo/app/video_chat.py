@@ -67,6 +67,14 @@ class VideoChat:
                 "skipped_estimates": s.get("skipped_estimates", 0), "lazy_share": s.get("lazy_share"),
                 "calls": s["calls"]}
 
+    def _linears_info(self) -> dict:
+        """Which linears made the prefix KV: "bf16" (the model's own compute dtype) or "fp8", after the device's
+        fallback (a stored entry was made with the same: the cache key holds it). Questions and decode always
+        run their bf16 / NF4 GEMV paths."""
+        engine = self.app.engine
+        return {"prefill": engine.prefill_linears, "requested": engine.config.prefill_linears,
+                "why": engine.prefill_linears_why}
+
     def _decode_info(self) -> dict | None:
         """How this answer was decoded: gamma_decode, the share of visual KV it kept, CUDA graph or not."""
         slim = self.conv.stats.get("slim")
@@ -141,7 +149,7 @@ class VideoChat:
             frames={"count": len(self.video.timestamps_s), "timestamps_s": self.video.timestamps_s},
             stop_reason=stop_reason, extra={"turn": len(self.turns), "entry_id": self.video.entry_id,
                                             "sparse": self.video.extra.get("sparse"), "prefill": self._prefill_info(),
-                                            "decode": self._decode_info(),
+                                            "decode": self._decode_info(), "linears": self._linears_info(),
                                             "memory": self.app.memory_report(bool(self.video.extra.get("kv_on_host")))})
         self._persist(question, ids, answer, answer_ids, self.last)
         if self.session_id is not None:

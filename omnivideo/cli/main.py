@@ -18,7 +18,8 @@ quiet_libraries()
 
 
 def model_options(f):
-    """--model/--fps/--max-frames/--attention/--gamma-decode and the device knobs, shared by every model command."""
+    """--model/--fps/--max-frames/--attention/--gamma-decode/--prefill-linears and the device knobs, shared by
+    every model command."""
     options = [
         click.option("--model", default=None, help="Hub id, local checkpoint dir, or 'tiny' (random, offline). "
                      "Default: Qwen/Qwen2.5-VL-7B-Instruct."),
@@ -40,6 +41,9 @@ def model_options(f):
         click.option("--total-pixels", type=int, default=None,
                      help="Pixel budget over all sampled frames (qwen-vl-utils' total_pixels; default "
                      "about 90M, i.e. ~115K visual tokens at most)."),
+        click.option("--prefill-linears", type=click.Choice(["bf16", "fp8"]), default="bf16", show_default=True,
+                     help="The video prefill's linear layers: fp8 runs them on FP8 tensor cores (compute "
+                     "capability 8.9+, else bf16; emulated on a CPU). A separate cache entry."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -47,14 +51,16 @@ def model_options(f):
 
 
 def build_config(ctx, model=None, fps=None, max_frames=None, attention="dense", device="auto", dtype="auto",
-                 quant="auto", default_model=None, gamma_decode=1.0, gpu_memory_gb=None, total_pixels=None):
+                 quant="auto", default_model=None, gamma_decode=1.0, gpu_memory_gb=None, total_pixels=None,
+                 prefill_linears="bf16"):
     from omnivideo.app.config import AppConfig
     from omnivideo.app.models import DEFAULT_MODEL
 
     kwargs = dict(data_dir=ctx.obj["data_dir"], cache_budget_bytes=ctx.obj["cache_budget_bytes"],
                   model=model or default_model or DEFAULT_MODEL,
                   attention=attention, device=device, dtype=dtype, quant=quant, max_frames=max_frames,
-                  gamma_decode=gamma_decode, gpu_memory_gb=gpu_memory_gb, total_pixels=total_pixels)
+                  gamma_decode=gamma_decode, gpu_memory_gb=gpu_memory_gb, total_pixels=total_pixels,
+                  prefill_linears=prefill_linears)
     if fps is not None:
         kwargs["fps"] = fps
     return AppConfig(**kwargs)

@@ -19,6 +19,7 @@ import torch
 from omnivideo.engine.attention import AttentionPlan
 from omnivideo.engine.conversation import Conversation
 from omnivideo.engine.decode.slim_decode import SlimDecodeConfig, generate_slim
+from omnivideo.engine.fused.fp8_linear import PREFILL_LINEARS, resolve_prefill_linears
 from omnivideo.engine.kv_cache import OmniCache
 from omnivideo.engine.loading import LoadedModel
 from omnivideo.engine.prefill.ingest_pipeline import InputsSource, VisionSource, ingest_streamed
@@ -40,7 +41,9 @@ class EngineConfig:
     (None = dense); below sparse_min_keys keys a chunk runs dense (estimation would cost more than it saves);
     prefill_round_tokens: chunks are prefilled layer-major in rounds of up to this many tokens, so each NF4
     layer is dequantized once per round, not once per chunk (omnivideo/engine/prefill/prefix_prefill.py); chunk_size or less
-    gives the chunk-by-chunk order."""
+    gives the chunk-by-chunk order; prefill_linears: "bf16", or "fp8" (the prefix prefill's linears on FP8 tensor
+    cores where the GPU has them, omnivideo/engine/fused/fp8_linear.py; bf16 until the accuracy harness says
+    otherwise)."""
     chunk_size: int = 4096
     prefill_round_tokens: int = 65536
     vision_chunk_groups: int = 16
@@ -48,6 +51,7 @@ class EngineConfig:
     sparse: object | None = None
     sparse_min_keys: int = 4096
     force_density: float | None = None  # benchmarks only
+    prefill_linears: str = "bf16"
 
     def __post_init__(self):
         if self.chunk_size < 64 or self.chunk_size % 64:
@@ -58,6 +62,8 @@ class EngineConfig:
             raise ConfigError(f"vision_chunk_groups must be >= 1, got {self.vision_chunk_groups}")
         if self.reserve_tokens < 0:
             raise ConfigError(f"reserve_tokens must be >= 0, got {self.reserve_tokens}")
+        if self.prefill_linears not in PREFILL_LINEARS:
+            raise ConfigError(f"prefill_linears must be one of {', '.join(PREFILL_LINEARS)}, got {self.prefill_linears!r}")
 
 
 def _sync(device: torch.device) -> None:
@@ -79,6 +85,9 @@ class Engine:
         self.lm_head = self.model.lm_head
         self.num_layers = self.loaded.text_config.num_hidden_layers
         self.video_pad_id = self.model.config.video_token_id
+        # the prefix prefill's linears ("bf16" / "fp8") after the device's fallback, and why
+        self.prefill_linears, self.prefill_linears_why = resolve_prefill_linears(
+            self.config.prefill_linears, self.device, loaded.dtype)
         self.family = loaded.family   # prompt, positions, visual features, KV shape (omnivideo/engine/family/)
         # plan_factory(stage) -> plan for "prefix" / "text" forwards; None -> dense everywhere
         self.plan_factory = plan_factory or (lambda stage: None)

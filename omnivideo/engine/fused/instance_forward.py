@@ -6,6 +6,7 @@ without forking modeling files or touching their classes (text norms, text rotar
 """
 import types
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 
 from torch import nn
 
@@ -21,6 +22,28 @@ def set_forward(modules: Iterable[nn.Module], forward: Callable, marker: str) ->
         setattr(module, marker, True)
         count += 1
     return count
+
+
+@contextmanager
+def temporary_forwards(marker: str):
+    """A block in which `bind(module, forward, value)` gives a module `forward` and `value` (as the attribute
+    `marker`) until the block ends; then each gets back the instance forward it had before (e.g. the NF4
+    GEMV routing), or its class forward, and loses the attribute. The prefill rounds' weight swaps use it."""
+    saved = []
+
+    def bind(module: nn.Module, forward: Callable, value) -> None:
+        setattr(module, marker, value)
+        saved.append((module, module.__dict__.get("forward")))
+        module.forward = types.MethodType(forward, module)
+
+    try:
+        yield bind
+    finally:
+        for module, forward in saved:
+            del module.forward
+            if forward is not None:
+                module.forward = forward
+            delattr(module, marker)
 
 
 def clear_forward(modules: Iterable[nn.Module], marker: str) -> int:

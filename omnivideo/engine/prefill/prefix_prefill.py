@@ -22,13 +22,14 @@ frames as before.
     rounds = plan_rounds(n, chunk_size=4096, round_tokens=65536)   # fixed rounds (benchmarks, decoded inputs)
     prefill_round(engine, hidden_chunks, position_chunks, cache, plan)
 """
-import types
 from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
+from omnivideo.engine.fused.fp8_linear import fp8_weights
+from omnivideo.engine.fused.instance_forward import temporary_forwards
 from omnivideo.engine.stack import run_layer
 
 _DENSE = "_omnivideo_dense_weight"   # instance attribute: the dequantized weight while a round runs
@@ -67,23 +68,13 @@ def dense_weights(layer: torch.nn.Module, enabled: bool = True):
     exactly what bitsandbytes computes for a multi-row input. Instance `forward`s already set (e.g. the NF4
     GEMV routing of omnivideo/engine/fused/nf4_linear.py) are put back afterwards. No-op for layers without NF4 weights."""
     modules = _nf4_linears(layer) if enabled else []
-    saved = []
-    try:
+    with temporary_forwards(_DENSE) as bind:
         if modules:   # only then is bitsandbytes installed (a model without NF4 layers needs none)
             import bitsandbytes.functional as bnbf
         for m in modules:
             state = m.weight.quant_state
-            dtype = m.compute_dtype or state.dtype
-            setattr(m, _DENSE, bnbf.dequantize_4bit(m.weight.data, state).to(dtype))
-            saved.append((m, m.__dict__.get("forward")))
-            m.forward = types.MethodType(_dense_forward, m)
+            bind(m, _dense_forward, bnbf.dequantize_4bit(m.weight.data, state).to(m.compute_dtype or state.dtype))
         yield len(modules)
-    finally:
-        for m, forward in saved:
-            del m.forward
-            if forward is not None:
-                m.forward = forward
-            delattr(m, _DENSE)
 
 
 def prefill_round(engine, hidden: list[torch.Tensor], positions: list[torch.Tensor], cache, plan,
@@ -106,7 +97,8 @@ def prefill_round(engine, hidden: list[torch.Tensor], positions: list[torch.Tens
     embeddings = [lm.rotary_emb(h, p) for h, p in zip(hidden, positions)]
     deepstack = deepstack or [None] * len(hidden)
     for index, layer in enumerate(lm.layers):
-        with dense_weights(layer, enabled=len(hidden) > 1):
+        # FP8 linears even for a one-chunk round: the weight is quantized once per round either way
+        with fp8_weights(layer) if engine.prefill_linears == "fp8" else dense_weights(layer, enabled=len(hidden) > 1):
             for c, h in enumerate(hidden):
                 hidden[c] = run_layer(layer, h, cache, embeddings[c], plan)
                 if deepstack[c] is not None:
