@@ -58,14 +58,17 @@ class VideoChat:
         store.add_message(self.session_id, "assistant", answer, {"ids": a_ids, "result": result.as_dict()})
 
     def _prefill_info(self) -> dict | None:
-        """The prefix prefill's real sparsity (None when it ran dense or came from the store): the mean density
-        chosen, dense fallbacks, estimates skipped after a fallback, and the lazy share of the sparse chunks."""
+        """The prefix prefill's real sparsity (None when it ran dense or came from the store): `density`, the
+        share of its causal attention blocks actually computed (every chunk call weighted by its size; dense
+        ones count fully), the plain mean over chunk calls, dense fallbacks, estimates skipped after a
+        fallback, chunk calls that ran sparse, and the lazy / flat-head shares of those."""
         s = self.video.extra.get("sparse")
         if not s:
             return None
-        return {"density": s["mean_density"], "dense_fallbacks": s["dense_fallbacks"],
-                "skipped_estimates": s.get("skipped_estimates", 0), "lazy_share": s.get("lazy_share"),
-                "calls": s["calls"]}
+        return {"density": s.get("work_density", s["mean_density"]), "mean_call_density": s["mean_density"],
+                "dense_fallbacks": s["dense_fallbacks"], "skipped_estimates": s.get("skipped_estimates", 0),
+                "lazy_share": s.get("lazy_share"), "flat_share": s.get("flat_share"), "calls": s["calls"],
+                "sparse_calls": s.get("sparse_calls")}
 
     def _linears_info(self) -> dict:
         """Which linears made the prefix KV: "bf16" (the model's own compute dtype) or "fp8", after the device's

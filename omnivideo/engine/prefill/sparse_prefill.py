@@ -1,15 +1,19 @@
 """OmniSparse prefill through the attention hook: presets, text rows, per-layer dense fallback.
 
 During the video prefill every layer's attention call goes through `SparsePrefill`: it estimates
-pooled block scores (mechanism 1: lazy/active query blocks; mechanism 2: one budget per query block
-set by the flattest sparse KV head, heads flatter than that running dense rows of their own), builds per-(KV head, query block) key-block lists and runs the
-block-sparse kernel. Query blocks holding text are dense. When the lists would keep more than
+block scores (mechanism 1: lazy/active query blocks; mechanism 2: one budget per query block set by
+the flattest sparse KV head, heads flatter than that running dense rows of their own), builds
+per-(KV head, query block) key-block lists and runs the block-sparse kernel. Query blocks holding text are dense. When the lists would keep more than
 `dense_fallback` of the causal blocks, the layer returns None and the exact dense path runs. And
-sparsity that saves nothing must cost nothing: after a layer falls back, its next chunks skip the
-estimate and run dense straight away, for 1, then 3, 7, 15... chunks (the gap doubles with each
-consecutive fallback; a chunk that does run sparse resets it), so a layer that never finds sparsity
-estimates about log2(chunks) times instead of every chunk. The stored KV is complete either way (only
-the attention outputs of the skipped blocks are approximated).
+sparsity that saves nothing must cost nothing: after a layer falls back at Nk keys, its next chunks
+run dense straight away, without estimating, until the prefix has doubled (2 Nk keys; a chunk that
+does run sparse resets it). A layer that never finds sparsity thus estimates at most
+1 + log2(N / min_keys) times, at 4K, 8K, 16K... keys, and the keys it estimates over sum to less than
+2N: at most 4 / (number of chunks) of what estimating every chunk would cost (the bound
+tests/engine/test_sparse_prefill_engine.py checks on the call counts). Doubling the keys rather than
+the chunk count matters because a chunk's density falls as the prefix grows (the local window is a
+smaller share of it): a fallback at 4K keys says little about a chunk at 8K. The stored KV is
+complete either way (only the attention outputs of the skipped blocks are approximated).
 
 The kernel switch (`omnivideo.kernels.use_triton`) picks the Triton kernels (CUDA) or their pure-PyTorch
 references (the kernels' spec; a CPU).
@@ -33,21 +37,29 @@ PRESETS: dict[str, SparseParams | None] = {
 @dataclass
 class SparseStats:
     """Per layer: chosen density per chunk (1.0 where the dense fallback ran; a device tensor until read
-    where the plan did not synchronise), fallbacks, chunks that skipped the estimate after one, lazy share."""
+    where the plan did not synchronise), fallbacks, chunks that skipped the estimate after one, lazy and
+    flat shares; and the attention work of every chunk call: (kept share, causal blocks x KV heads)."""
     density: dict[int, list] = field(default_factory=dict)
     fallback: dict[int, int] = field(default_factory=dict)
     skipped: dict[int, int] = field(default_factory=dict)
     lazy: list = field(default_factory=list)   # per sparse chunk: share of (KV head, query block) rows lazy
+    flat: list = field(default_factory=list)   # per sparse chunk: share of rows of heads run dense as flat
+    work: list = field(default_factory=list)   # per chunk call, dense ones included: (kept share, causal blocks)
 
     def summary(self) -> dict:
         """`ask --json` "sparse": mean chosen density over every chunk call (skipped ones count as 1.0),
-        dense fallbacks, skipped estimates, and the lazy share of the chunks that ran sparse."""
+        `work_density` (the share of the prefix prefill's causal attention blocks actually computed: calls
+        weighted by their size, dense calls below min_keys, skipped and fallen-back ones at 1.0), dense
+        fallbacks, skipped estimates, and the lazy / flat shares of the chunks that ran sparse."""
         all_d = [float(d) for ds in self.density.values() for d in ds] + [1.0] * sum(self.skipped.values())
-        lazy = [float(x) for x in self.lazy]
+        lazy, flat = [float(x) for x in self.lazy], [float(x) for x in self.flat]
+        blocks = sum(n for _, n in self.work)
         return {"mean_density": round(sum(all_d) / len(all_d), 4) if all_d else None,
+                "work_density": round(sum(float(d) * n for d, n in self.work) / blocks, 4) if blocks else None,
                 "dense_fallbacks": sum(self.fallback.values()), "skipped_estimates": sum(self.skipped.values()),
                 "calls": len(all_d), "sparse_calls": len(lazy),
-                "lazy_share": round(sum(lazy) / len(lazy), 4) if lazy else None}
+                "lazy_share": round(sum(lazy) / len(lazy), 4) if lazy else None,
+                "flat_share": round(sum(flat) / len(flat), 4) if flat else None}
 
 
 def _backend(device: torch.device, dtype: torch.dtype):
@@ -80,7 +92,7 @@ class SparsePrefill:
         self.min_keys = min_keys
         self.force_density = force_density
         self.stats = SparseStats()
-        self._backoff: dict[int, tuple[int, int]] = {}   # layer -> (consecutive fallbacks, chunks left to skip)
+        self._resume: dict[int, int] = {}   # layer -> keys a chunk needs before it estimates again (after a fallback)
 
     def _dense_rows(self, q_offset: int, nq: int) -> torch.Tensor:
         b = self.params.block_size
@@ -95,12 +107,15 @@ class SparsePrefill:
         tq, tk = query.shape[2], key.shape[2]
         q_offset = tk - tq
         layer = getattr(module, "layer_idx", -1)
-        if tk < self.min_keys or tq < self.params.block_size or q_offset % self.params.block_size:
+        b = self.params.block_size
+        mq, qb0 = -(-tq // b), q_offset // b
+        causal_blocks = key.shape[1] * (mq * qb0 + mq * (mq + 1) // 2)
+        if tk < self.min_keys or tq < b or q_offset % b:
+            self.stats.work.append((1.0, causal_blocks))
             return None
-        streak, skip = self._backoff.get(layer, (0, 0))
-        if skip:   # this layer fell back recently: dense without estimating (sparsity that saves nothing)
-            self._backoff[layer] = (streak, skip - 1)
+        if tk < self._resume.get(layer, 0):   # fell back at half these keys or more: dense, no estimate
             self.stats.skipped[layer] = self.stats.skipped.get(layer, 0) + 1
+            self.stats.work.append((1.0, causal_blocks))
             return None
         estimate, build_lists, attend = _backend(query.device, query.dtype)
         q, k, v = query[0], key[0], value[0]
@@ -109,11 +124,13 @@ class SparsePrefill:
         lists = build_lists(est, q_offset=q_offset, Nk=tk, params=self.params,
                             force_dense_rows=self._dense_rows(q_offset, tq), **kwargs)
         self.stats.density.setdefault(layer, []).append(lists.kept_share)   # no sync here
+        self.stats.work.append((lists.kept_share, causal_blocks))
         if lists.dense:
             self.stats.fallback[layer] = self.stats.fallback.get(layer, 0) + 1
-            self._backoff[layer] = (streak + 1, 2 ** (streak + 1) - 1)
+            self._resume[layer] = 2 * tk
             return None
-        self._backoff[layer] = (0, 0)
-        self.stats.lazy.append(lists.lazy.float().mean())   # a device scalar: read at summary time, no sync
+        self._resume.pop(layer, None)
+        self.stats.lazy.append(lists.lazy.float().mean())   # device scalars: read at summary time, no sync
+        self.stats.flat.append(lists.flat.float().mean())
         out, _ = attend(q, k, v, lists, q_offset=q_offset, scale=scale)
         return out.unsqueeze(0)
