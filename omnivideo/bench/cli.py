@@ -169,15 +169,20 @@ def decode(out, small, contexts, new_tokens, stream_context, no_hf, from_json):
 @click.option("--video", default=None, help="The end-to-end video file ('' skips it).")
 @click.option("--no-hf", is_flag=True, help="Skip the transformers baseline.")
 @click.option("--force-density", type=float, default=None, help="Bench only: sparse prefill keeps this share of blocks.")
+@click.option("--preset", "presets", type=click.Choice(["dense", "balanced", "fast"]), multiple=True,
+              help="Attention presets of our variants (default dense and balanced).")
+@click.option("--prefill-linears", "linears", type=click.Choice(["bf16", "fp8"]), multiple=True,
+              help="Prefill linears per preset (default bf16; fp8 adds ours_<preset>_fp8).")
 @from_json_option("ingest.json")
-def ingest(out, small, tokens, repeats, video, no_hf, force_density, from_json):
+def ingest(out, small, tokens, repeats, video, no_hf, force_density, presets, linears, from_json):
     """Cold time to first token by stage: ours vs transformers + bitsandbytes (GPU)."""
     from omnivideo.bench.ingest.ingest import SMALL, IngestBench, run
     from omnivideo.bench.ingest.report import report_markdown, write_report
 
     base = SMALL if small else IngestBench()
     config = replace(base, hf=base.hf and not no_hf, **_given(tokens=tokens, repeats=repeats,
-                                                              force_density=force_density))
+                                                              force_density=force_density, presets=presets,
+                                                              linears=linears))
     if video is not None:
         config = replace(config, video=video or None)
     finish(out, from_json, config, run, write_report, report_markdown)
@@ -238,6 +243,8 @@ def capture(video, out, model, data_dir, layers, kv_heads, max_tokens, question,
 @click.option("--quant", type=click.Choice(["auto", "nf4", "none"]), default="auto", show_default=True)
 @click.option("--max-new-tokens", type=int, default=24, show_default=True)
 @click.option("--limit", type=int, default=None, help="Ask only the first N questions.")
+@click.option("--prefill-linears", type=click.Choice(["bf16", "fp8"]), default="bf16", show_default=True,
+              help="The video prefill's linears (fp8: FP8 tensor cores, emulated on a CPU).")
 @from_json_option("accuracy.json")
 @click.pass_context
 def accuracy(ctx, questions, out, from_json, **settings):

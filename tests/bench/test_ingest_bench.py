@@ -39,3 +39,15 @@ def test_small_run_writes_a_consistent_result(tmp_path):
     again = tmp_path / "again"
     bench_ok("ingest", "--from-json", tmp_path / "ingest.json", "--out", again)
     assert (again / "report.md").read_text() == report
+
+
+def test_fp8_linears_variant(tmp_path):
+    """--prefill-linears bf16 fp8 runs ours_<preset> and ours_<preset>_fp8 (the CPU's FP8 is the emulation)."""
+    bench_ok("ingest", "--small", "--out", tmp_path, "--preset", "dense", "--prefill-linears", "bf16",
+             "--prefill-linears", "fp8", "--video", "", "--no-hf", "--tokens", "64")
+    result = json.loads((tmp_path / "ingest.json").read_text())
+    rows = {r["variant"]: r for r in result["results"]}
+    assert set(rows) == {"ours_dense", "ours_dense_fp8"}
+    assert rows["ours_dense"]["prefill_linears"] == "bf16" and rows["ours_dense_fp8"]["prefill_linears"] == "fp8"
+    assert "error" not in rows["ours_dense_fp8"] and "emulated" in result["prefill_linears"]["ours_dense_fp8"]
+    assert "Prefill linears: " in (tmp_path / "report.md").read_text()

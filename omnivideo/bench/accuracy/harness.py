@@ -39,6 +39,7 @@ class AccuracyBench:
     quant: str = "auto"
     max_new_tokens: int = 24
     limit: int | None = None
+    prefill_linears: str = "bf16"
 
     def __post_init__(self):
         if self.max_new_tokens < 1 or (self.limit is not None and self.limit < 1):
@@ -73,7 +74,7 @@ def run(bench: AccuracyBench, data_dir: Path, on_progress=None) -> dict:
     questions = load_questions(bench.questions)[: bench.limit]
     app = App(AppConfig(data_dir=data_dir, model=bench.model, attention=bench.attention, fps=bench.fps,
                         max_frames=bench.max_frames, device=bench.device, dtype=bench.dtype, quant=bench.quant,
-                        gamma_decode=bench.gamma_decode))
+                        gamma_decode=bench.gamma_decode, prefill_linears=bench.prefill_linears))
     result = {"bench": "accuracy", "date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(),
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(bench).items()},
               "rows": [], "complete": False}
@@ -90,7 +91,7 @@ def run(bench: AccuracyBench, data_dir: Path, on_progress=None) -> dict:
                 "bucket": bucket_of(a["tokens"]["visual"]), "cache_hit": a["cache_hit"],
                 "ttft_s": a["timings"]["ttft_s"], "total_s": a["timings"]["total_s"],
                 "prompt_tokens": a["tokens"]["prompt"], "generated": a["tokens"]["generated"],
-                "sparse": a.get("sparse"), "decode": a.get("decode")})
+                "sparse": a.get("sparse"), "decode": a.get("decode"), "linears": a["linears"]["prefill"]})
             if on_progress is not None:
                 on_progress({**result, "summary": summarize(result["rows"])})
         result["device"] = str(app.loaded.device)

@@ -19,7 +19,9 @@ def _table(groups: dict) -> list[str]:
 
 def report_markdown(result: dict) -> str:
     s, summary = result["settings"], result.get("summary") or {}
-    lines = [f"# Accuracy: {s['model']}, attention {s['attention']}, gamma_decode {s['gamma_decode']}", "",
+    linears = s.get("prefill_linears", "bf16")   # results written before the setting existed ran bf16
+    lines = [f"# Accuracy: {s['model']}, attention {s['attention']}, gamma_decode {s['gamma_decode']}, "
+             f"{linears} prefill linears", "",
              f"Questions: `{s['questions']}` ({summary.get('n', 0)} asked{'' if result.get('complete') else ', partial'}); "
              f"device {result.get('device', '?')}, model revision {result.get('model_revision', '?')}; sampling fps "
              f"{s['fps']}, max frames {s['max_frames']}; greedy, at most {s['max_new_tokens']} new tokens; "

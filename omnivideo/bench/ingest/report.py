@@ -53,8 +53,11 @@ def report_markdown(result: dict) -> str:
         lines.append(f"| {r['tokens']} | {r['variant']} | {r['ttft_s']} | " + " | ".join(
             str(st[s]) for s in STAGES) + f" | {_gb(r['peak_allocated_bytes'])} | {sparse} |")
     acc = result.get("acceptance") or {}
-    lines += ["", "Acceptance (issue 7, at balanced): " + (", ".join(f"{k}: {v}" for k, v in acc.items())
-                                                         or "not applicable (32K/64K or the baseline not run)"), ""]
+    lines += ["", "Acceptance (issue 7 at balanced; fp8_*: issue 20, FP8 linears at dense): "
+              + (", ".join(f"{k}: {v}" for k, v in acc.items()) or "not applicable (32K/64K or the baseline not run)"),
+              ""]
+    if any(v != "bf16 linears (the default)" for v in result.get("prefill_linears", {}).values()):
+        lines += ["Prefill linears: " + "; ".join(f"{k}: {v}" for k, v in result["prefill_linears"].items()), ""]
     lines += ["Stage times are device busy time (CUDA events) for ours and hook-to-hook for the baseline; ours "
               "overlaps preprocessing (worker threads) with the device, so its stages can sum to more than its "
               "TTFT. Random weights attend almost uniformly: `balanced` may fall back to dense in many layers "
