@@ -6,6 +6,7 @@ import torch
 from test_prefix_prefill import tiny_fp32, tiny_nf4  # noqa: F401  (module fixtures: the tiny model, fp32 / NF4)
 
 from omnivideo.bench.prefill.e2e_timing import prefix_ids, synthetic_video
+from omnivideo.bench.random_model import random_model
 from omnivideo.engine.engine import Engine, EngineConfig
 from omnivideo.engine.fused.fp8_linear import fp8_weights, layer_linears, resolve_prefill_linears
 from omnivideo.errors import ConfigError
@@ -89,3 +90,25 @@ def test_fp8_prefix_kv_is_close_to_bf16(model, request):
         assert _rel(k8, k16) < 0.1 and _rel(v8, v16) < 0.1, (i, _rel(k8, k16), _rel(v8, v16))
     _, again = _prefix_kv(loaded, "fp8")
     assert all(torch.equal(a[0], b[0]) for a, b in zip(again, kv8))   # deterministic
+
+
+@pytest.mark.gpu
+def test_fp8_prefix_prefill_on_the_gpu():
+    """The tiny model in bf16 on a GPU with FP8 tensor cores: the prefill's linears run `_scaled_mm` (the
+    resolved setting says so), the KV stays within FP8's error of the bf16 one; elsewhere the bf16 fallback."""
+    import dataclasses
+
+    from omnivideo.kernels.fp8.row_quant import fp8_supported
+
+    cuda = torch.device("cuda")
+    loaded = random_model("tiny", cuda, quant="none")
+    loaded = dataclasses.replace(loaded, model=loaded.model.to(torch.bfloat16), dtype=torch.bfloat16)
+    e16, kv16 = _prefix_kv(loaded, "bf16", visual=400)
+    e8, kv8 = _prefix_kv(loaded, "fp8", visual=400)
+    if not fp8_supported(cuda):
+        assert e8.prefill_linears == "bf16" and "fallback" in e8.prefill_linears_why
+        return
+    assert e8.prefill_linears == "fp8" and "_scaled_mm" in e8.prefill_linears_why
+    for i, ((k16, v16), (k8, v8)) in enumerate(zip(kv16, kv8)):
+        assert not torch.equal(k8, k16), i
+        assert _rel(k8, k16) < 0.1 and _rel(v8, v16) < 0.1, (i, _rel(k8, k16), _rel(v8, v16))
