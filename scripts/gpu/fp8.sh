@@ -28,19 +28,7 @@ rc=$?
 echo "bench rc=$rc (124 = timed out: ingest.json holds the sizes finished so far)"
 grep -v "^|" "$OUT/bench_ingest_fp8.log" | grep -iv "warn" | tail -12
 [ $rc -ne 0 ] && tail -30 "$OUT/bench_ingest_fp8.log"
-python3 - "$OUT/ingest_fp8/ingest.json" <<'PY' || echo "no ingest.json"
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(r["device"], "| partial:", r.get("partial"), "| linears:", r.get("prefill_linears"))
-print(f"{'tokens':>7} {'variant':<16} {'TTFT s':>8} {'vision':>7} {'prefill':>8} {'1st tok':>7} {'peak GiB':>8}")
-for x in r["results"]:
-    if "error" in x:
-        print(f"{x['tokens']:>7} {x['variant']:<16} error: {x['error']}"); continue
-    s = x["stages_s"]; peak = (x["peak_allocated_bytes"] or 0) / 2**30
-    print(f"{x['tokens']:>7} {x['variant']:<16} {x['ttft_s']:>8} {s['vision']:>7} {s['prefill']:>8} "
-          f"{s['first_token']:>7} {peak:>8.2f}")
-print("acceptance:", r.get("acceptance"))
-PY
+python3 scripts/gpu/ingest_summary.py "$OUT/ingest_fp8/ingest.json" || echo "no ingest.json"
 
 step "held-out set: 20 synthetic videos of 14 s (seeds 1e9+500..519, OpenCV mp4v: no ffmpeg here)"
 python3 - <<'PY'
