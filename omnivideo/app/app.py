@@ -21,7 +21,10 @@ from omnivideo.app.config import AppConfig
 from omnivideo.app.gpu_budget import enforce_budget, kv_on_host, memory_report
 from omnivideo.errors import CacheEntryCorrupt, CacheError, SessionError, VideoError
 from omnivideo.app.library import cache_key, entry_meta, restore
+from omnivideo.app.models import family_for_model
 from omnivideo.app.video import SamplingConfig
+from omnivideo.app.video.sampling import pixel_defaults
+from omnivideo.engine.family import VideoLayout
 from omnivideo.app.video_chat import OpenedVideo, VideoChat
 from omnivideo.storage import KVStore
 
@@ -108,11 +111,20 @@ class App:
         return self._store
 
     def chat_format(self) -> ChatFormat:
-        return ChatFormat(self.loaded.tokenizer, system=SYSTEM_PROMPT)
+        return ChatFormat(self.loaded.tokenizer, system=SYSTEM_PROMPT, family=self.loaded.family)
+
+    @property
+    def family(self):
+        """The model family (omnivideo/engine/family/): the loaded model's, else named from the model alone."""
+        return self._loaded.family if self._loaded is not None else family_for_model(self.config.model)
 
     def sampling_config(self) -> SamplingConfig:
+        """The sampling settings under the family's rules (resize factor and its default pixel limits)."""
         c = self.config
-        kwargs = {"fps": c.fps} if c.fps is not None else {}
+        factor = self.family.processor.factor
+        kwargs = {"factor": factor, **pixel_defaults(factor)}
+        if c.fps is not None:
+            kwargs["fps"] = c.fps
         if c.max_frames is not None:
             kwargs["max_frames"] = c.max_frames
         if c.total_pixels is not None:
@@ -129,7 +141,8 @@ class App:
         from omnivideo.app.video import probe_report
 
         return probe_report(_check_path(Path(path)), self.sampling_config(), model=self.config.model,
-                            attention=self.config.attention, with_times=with_times)
+                            attention=self.config.attention, with_times=with_times,
+                            gamma_decode=self.config.gamma_decode)
 
     def open_video(self, path: str | Path, progress: Progress | None = None, cancel=None,
                    require_store: bool = False, *, stored_as: dict | None = None, sessions: bool = True) -> VideoChat:
@@ -166,7 +179,7 @@ class App:
                     layers = _reported(conv.cache.iter_layers(conv.prefix_len), progress, self.engine.num_layers)
                     entry = self.store.put(key, layers,
                                            entry_meta(conv, video.visual_tokens, video.extra["info"],
-                                                      video.timestamps_s), video_path=path)
+                                                      video.timestamps_s, video.extra["layout"]), video_path=path)
                 except CacheError as e:
                     if require_store:
                         raise
@@ -216,10 +229,15 @@ class App:
         t0 = time.perf_counter()
         engine = self.engine
         timeline = StageTimeline(engine.device)
+        spec = self.loaded.family.processor
         with open_video_stream(path, self.sampling_config(), vision=self.loaded.vision_config, device=engine.device,
                                config=StreamConfig(),   # small reader segments pipeline best (StreamConfig)
-                               progress=progress, cancel=cancel, timeline=timeline) as stream:
-            prefix_ids = chat.prefix_ids(stream.num_visual_tokens)
+                               progress=progress, cancel=cancel, timeline=timeline,
+                               normalization=(spec.image_mean, spec.image_std)) as stream:
+            # the planned times (index / fps, as the model's processor writes them), known before any decoding
+            layout = VideoLayout.from_frames(stream.grid_thw, spec.merge_size, stream.plan.timestamps_s,
+                                             spec.temporal_patch_size)
+            prefix_ids = chat.video_prefix_ids(layout)
             on_host = self.kv_on_host(len(prefix_ids) + engine.config.reserve_tokens)
             conv = engine.ingest_stream(prefix_ids, stream, progress=progress, cancel=cancel, timeline=timeline,
                                         kv_on_host=on_host)
@@ -229,7 +247,8 @@ class App:
                             visual_tokens=stream.num_visual_tokens, prefix_tokens=len(prefix_ids),
                             timings={"video_s": decode_end, "vision_s": conv.stats["vision_s"],
                                      "prefill_s": conv.stats["prefill_s"], "ingest_s": time.perf_counter() - t0},
-                            extra={"info": stream.info, "sparse": conv.stats.get("sparse"), "kv_on_host": on_host})
+                            extra={"info": stream.info, "sparse": conv.stats.get("sparse"), "kv_on_host": on_host,
+                                   "layout": layout})
         return video, conv
 
     # -- library and sessions -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from video_corpus import corpus  # noqa: F401  (session fixture)
 from omnivideo.errors import ConfigError
 from omnivideo.app.models import footprint_for
 from omnivideo.app.video import SamplingConfig, VideoInfo, plan_memory, plan_sampling, probe_report
-from omnivideo.app.video.planner import TEXT_TOKENS, fit_warning
+from omnivideo.app.video.planner import TEXT_TOKENS, decode_kv_share, fit_warning
 
 GIB = 1 << 30
 MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -32,11 +32,23 @@ def test_fit_verdict_follows_the_gpu_size():
     assert plan_memory(plan, MODEL, "dense", 12 * GIB).fits is False
 
 
-def test_sparse_presets_shrink_only_the_decode_kv():
+def test_attention_presets_change_no_memory_figure_and_gamma_decode_shrinks_only_the_decode_kv():
     plan = plan_sampling(HOUR, SamplingConfig())
     dense, balanced, fast = (plan_memory(plan, MODEL, a, 24 * GIB) for a in ("dense", "balanced", "fast"))
-    assert dense.gpu_estimate_bytes == balanced.gpu_estimate_bytes == fast.gpu_estimate_bytes  # ingest keeps all KV
-    assert fast.decode_kv_bytes < balanced.decode_kv_bytes < dense.decode_kv_bytes
+    assert dense == balanced == fast                         # prefill presets: ingest keeps all KV, decode too
+    slim = plan_memory(plan, MODEL, "dense", 24 * GIB, gamma_decode=0.95)
+    assert slim.gpu_estimate_bytes == dense.gpu_estimate_bytes and slim.decode_kv_bytes < dense.decode_kv_bytes
+    per_token, text = dense.kv_bytes_per_token, TEXT_TOKENS * dense.kv_bytes_per_token
+    # the measured share at 0.95 (docs/benchmarks/slimming: 0.728 on synth, 0.747 structured; the larger)
+    assert slim.decode_kv_bytes - text == int(plan.visual_tokens * per_token * 0.747)
+    assert dense.decode_kv_bytes - text == plan.visual_tokens * per_token
+
+
+def test_decode_share_follows_the_measured_points():
+    assert decode_kv_share(1.0) == 1.0 and decode_kv_share(0.5) == decode_kv_share(0.8) == 0.45
+    assert decode_kv_share(0.925) == pytest.approx((0.607 + 0.747) / 2)
+    with pytest.raises(ConfigError, match="gamma_decode"):
+        decode_kv_share(0.0)
 
 
 @pytest.mark.parametrize("gpu_gib", [10, 12, 14])
