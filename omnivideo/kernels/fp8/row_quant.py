@@ -12,6 +12,8 @@ The rounding to e4m3 is done in fp32 arithmetic (`_round_e4m3`) and the cast the
 value: the Triton interpreter's own fp32 -> fp8 cast is wrong where rounding carries into the next binade
 (124.8 came out as 64, not 128), and doing it explicitly gives the same bits on every backend.
 """
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -29,7 +31,12 @@ def fp8_supported(device: torch.device | str) -> bool:
     device = torch.device(device)
     if device.type != "cuda" or not hasattr(torch, "_scaled_mm") or not torch.cuda.is_available():
         return False
-    return torch.cuda.get_device_capability(device) >= MIN_CAPABILITY
+    return _capability(device.index if device.index is not None else torch.cuda.current_device()) >= MIN_CAPABILITY
+
+
+@functools.cache
+def _capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)   # asked on every prefill linear: once per GPU is enough
 
 
 @triton.jit
