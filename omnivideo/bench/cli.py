@@ -40,6 +40,22 @@ def _interpret_on_cpu() -> None:
         os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+@bench.command("prefill-selection", cls=BenchCommand)
+@click.argument("qk", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@out_option("docs/benchmarks/prefill/selection")
+@click.option("--chunk", type=int, default=4096, show_default=True, help="Prefill chunk (the engine's).")
+@click.option("--min-keys", type=int, default=4096, show_default=True, help="Fewer keys: the chunk runs dense.")
+@click.option("--rows", type=int, default=96, show_default=True, help="Sampled query rows per chunk.")
+@click.option("--frame-tokens", type=int, default=256, show_default=True,
+              help="Visual tokens of one frame group (sets the local window: 2x, >= 512).")
+def prefill_selection(qk, out, chunk, min_keys, rows, frame_tokens):
+    """OmniSparse selection on a `bench capture` file, chunked as the engine runs it (CPU or GPU)."""
+    _interpret_on_cpu()
+    from omnivideo.bench.prefill.selection import SelectionConfig, run_selection
+
+    run_selection(qk, out, SelectionConfig(chunk=chunk, min_keys=min_keys, rows=rows, frame_tokens=frame_tokens))
+
+
 @bench.command("prefill", cls=BenchCommand)
 @out_option("docs/benchmarks/prefill")
 @small_option("toy sizes that run on CPU")
