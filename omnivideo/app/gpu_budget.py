@@ -36,8 +36,8 @@ def kv_on_host(loaded: LoadedModel, config: AppConfig, prefix_tokens: int) -> bo
     if budget is None:
         return False
     text = loaded.text_config
-    head_dim = text.hidden_size // text.num_attention_heads
-    per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * loaded.dtype.itemsize
+    layers, kv_heads, head_dim = loaded.family.kv_shape(text)   # Qwen3-VL-4B: head dim 128, not hidden / heads
+    per_token = 2 * layers * kv_heads * head_dim * loaded.dtype.itemsize
     resident = torch.cuda.memory_allocated(loaded.device)
     return not kv_fits_gpu(prefix_tokens * per_token, resident, config.chunk_size, text.hidden_size, budget)
 

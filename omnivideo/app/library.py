@@ -24,6 +24,7 @@ from omnivideo.engine.conversation import Conversation
 from omnivideo.app.code_version import code_version
 from omnivideo.engine.attention import dense_backend
 from omnivideo.engine.engine import Engine, EngineConfig
+from omnivideo.engine.family import VideoLayout
 from omnivideo.engine.fused.fp8_linear import resolve_prefill_linears
 from omnivideo.engine.loading import LoadedModel
 from omnivideo.engine.prefill.sparse_prefill import PRESETS
@@ -81,31 +82,44 @@ def engine_record(config: EngineConfig, attention: str, prefill_linears: str = "
 
 def cache_key(store: KVStore, path: Path, loaded: LoadedModel, chat: ChatFormat, sampling,
               attention: str, config: EngineConfig) -> CacheKey:
-    prefix_template = json.dumps(chat.prefix_ids(num_video_tokens=1)).encode()
+    family = loaded.family
+    spec = family.processor
+    # the template with a one-token, one-group video at 0 s: the family's way of writing a video in the prompt
+    placeholder = VideoLayout((1, spec.merge_size, spec.merge_size), spec.merge_size, (0.0,))
+    prefix_template = json.dumps(chat.video_prefix_ids(placeholder)).encode()
     text = loaded.text_config
-    backend = dense_backend(loaded.device, loaded.dtype, text.num_attention_heads, text.num_key_value_heads,
-                            text.hidden_size // text.num_attention_heads)
+    _, kv_heads, head_dim = family.kv_shape(text)
+    backend = dense_backend(loaded.device, loaded.dtype, text.num_attention_heads, kv_heads, head_dim)
     linears, _ = resolve_prefill_linears(config.prefill_linears, loaded.device, loaded.dtype)
     return CacheKey(video_sha256=store.fingerprint(path), sampling=asdict(sampling),
                     model_id=loaded.model_id, model_revision=loaded.revision, quantization=loaded.quantization,
                     dtype=str(loaded.dtype).replace("torch.", ""),
                     prefix_tokens_sha256=hashlib.sha256(prefix_template).hexdigest(),
                     attention_preset=attention, kernel_version=code_version(),
-                    engine=engine_record(config, attention, linears), stack=stack_record(loaded.device, backend))
+                    engine={**engine_record(config, attention, linears), "family": family.name, **spec.record()},
+                    stack=stack_record(loaded.device, backend))
 
 
-def entry_meta(conv: Conversation, num_visual_tokens: int, info, timestamps_s: list[float]) -> dict:
-    """What a stored prefix needs besides its tensors to be resumed exactly."""
-    return {"rope_delta": conv.rope_delta, "prefix_len": conv.prefix_len, "num_visual_tokens": num_visual_tokens,
+def entry_meta(conv: Conversation, num_visual_tokens: int, info, timestamps_s: list[float],
+               layout: VideoLayout | None = None) -> dict:
+    """What a stored prefix needs besides its tensors to be resumed exactly (`layout`: the grid and the frame
+    groups' times, which a Qwen3-VL prefix writes as text; kept at full precision)."""
+    meta = {"rope_delta": conv.rope_delta, "prefix_len": conv.prefix_len, "num_visual_tokens": num_visual_tokens,
             "timestamps_s": [round(t, 4) for t in timestamps_s], "duration_s": info.duration_s,
             "video": {"width": info.width, "height": info.height, "fps": info.fps, "codec": info.codec}}
+    if layout is not None:
+        meta["layout"] = layout.to_dict()
+    return meta
 
 
 def restore(engine: Engine, chat: ChatFormat, entry, on_host: bool = False) -> Conversation:
     """Rebuild a conversation from a stored entry, layer by layer (checksums verified on the way), into
     the device cache or, `on_host`, straight into host memory (the GPU never holds the whole KV)."""
     meta = entry.meta
-    prefix_ids = chat.prefix_ids(meta["num_visual_tokens"])
+    if "layout" in meta:
+        prefix_ids = chat.video_prefix_ids(VideoLayout.from_dict(meta["layout"]))
+    else:   # written before layouts were stored: a Qwen2.5-VL prefix, known by its token count
+        prefix_ids = chat.prefix_ids(meta["num_visual_tokens"])
     assert len(prefix_ids) == meta["prefix_len"], "stored prefix length disagrees with the template"
     device = torch.device("cpu") if on_host else engine.device
     return engine.conversation_from_prefix(entry.iter_layers(device), prefix_ids, meta["rope_delta"], on_host=on_host)

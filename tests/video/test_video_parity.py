@@ -62,13 +62,14 @@ def _load_qwen() -> dict:
 QWEN = _load_qwen()
 
 
-def qwen_plan(ele: dict, frames: int, fps: float, height: int, width: int):
-    """(count, frame indices, resized h, resized w) as qwen-vl-utils' decord/torchcodec path computes them."""
+def qwen_plan(ele: dict, frames: int, fps: float, height: int, width: int, patch: int = 14):
+    """(count, frame indices, resized h, resized w) as qwen-vl-utils' decord/torchcodec path computes them
+    (`patch`: its `image_patch_size`, 14 for Qwen2.5-VL, 16 for Qwen3-VL)."""
     start, end, total = QWEN["calculate_video_frame_range"](ele, frames, fps)
     count = QWEN["smart_nframes"](ele, total_frames=total, video_fps=fps)
     indices = torch.linspace(start, end, count).round().long().tolist()
     video = torch.empty((count, 3, height, width), device="meta")  # only its shape is read
-    return count, indices, *QWEN["video_size"](ele, video)
+    return count, indices, *QWEN["video_size"](ele, video, image_patch_size=patch)
 
 
 def ours(cfg: SamplingConfig, frames: int, fps: float, height: int, width: int):
@@ -95,15 +96,18 @@ OPTIONS = [
 ]
 
 
+@pytest.mark.parametrize("patch", [14, 16], ids=["qwen2.5-vl", "qwen3-vl"])
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
-def test_frame_counts_indices_and_sizes_equal_qwen_vl_utils(options):
-    cfg = SamplingConfig(**options)
+def test_frame_counts_indices_and_sizes_equal_qwen_vl_utils(options, patch):
+    # Qwen3-VL: the same library with image_patch_size=16 (factor 32), our SamplingConfig with factor 32 and
+    # that factor's default pixel limits (SamplingConfig.of)
+    cfg = SamplingConfig.of(**options, factor=2 * patch) if patch != 14 else SamplingConfig(**options)
     compared = refused = 0
     for duration, fps, (height, width) in itertools.product(DURATIONS_S, SOURCE_FPS, SIZES):
         frames = max(1, math.floor(duration * fps))
         try:
             # the defaults case passes no keys at all, so qwen-vl-utils' own defaults apply
-            expected = qwen_plan(cfg.to_qwen_ele() if options else {}, frames, fps, height, width)
+            expected = qwen_plan(cfg.to_qwen_ele() if options else {}, frames, fps, height, width, patch)
         except ValueError:  # qwen-vl-utils refuses (too few frames, empty range): so must we
             with pytest.raises(VideoError):
                 ours(cfg, frames, fps, height, width)
@@ -125,3 +129,40 @@ def test_defaults_are_qwen_vl_utils_defaults():
     assert cfg.min_pixels == QWEN["VIDEO_MIN_TOKEN_NUM"] * 28 * 28
     assert cfg.max_pixels == QWEN["VIDEO_MAX_TOKEN_NUM"] * 28 * 28
     assert cfg.total_pixels == QWEN["MODEL_SEQ_LEN"] * 28 * 28 * 0.9
+
+
+def test_qwen3_vl_defaults_are_qwen_vl_utils_defaults_at_patch_16():
+    cfg = SamplingConfig.of(factor=32)
+    assert (cfg.fps, cfg.min_frames, cfg.max_frames) == (QWEN["FPS"], QWEN["FPS_MIN_FRAMES"], QWEN["FPS_MAX_FRAMES"])
+    assert cfg.min_pixels == QWEN["VIDEO_MIN_TOKEN_NUM"] * 32 * 32
+    assert cfg.max_pixels == QWEN["VIDEO_MAX_TOKEN_NUM"] * 32 * 32
+    assert cfg.total_pixels == int(QWEN["MODEL_SEQ_LEN"] * 32 * 32 * 0.9)
+
+
+@pytest.mark.parametrize("options", OPTIONS[:6], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+def test_qwen3_vl_timestamp_text_equals_the_processor(options):
+    """Group times and their text as transformers' Qwen3VLProcessor computes them from the same frame indices
+    (`_calculate_timestamps`, the real function: it reads nothing of its instance) over the grid."""
+    from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
+
+    from omnivideo.engine.family import VideoLayout
+    from omnivideo.engine.family.qwen3_vl import timestamp_text
+
+    cfg = SamplingConfig.of(**options, factor=32)
+    compared = 0
+    for duration, fps, (height, width) in itertools.product(DURATIONS_S, SOURCE_FPS, SIZES[:2]):
+        frames = max(1, math.floor(duration * fps))
+        info = VideoInfo(path="grid", duration_s=frames / fps, fps=fps, frame_count=frames, width=width,
+                         height=height, codec="h264")
+        try:
+            plan = plan_sampling(info, cfg)
+        except VideoError:
+            continue
+        indices = [round(t * fps) for t in plan.timestamps_s]
+        theirs = Qwen3VLProcessor._calculate_timestamps(None, list(indices), fps, 2)
+        layout = VideoLayout.from_frames(plan.grid_thw, 2, plan.timestamps_s, 2)
+        assert layout.grid_thw[1] * 16 == plan.resized_height and layout.grid_thw[2] * 16 == plan.resized_width
+        assert len(layout.group_times_s) == len(theirs) == plan.grid_thw[0]
+        assert [timestamp_text(t) for t in layout.group_times_s] == [f"<{t:.1f} seconds>" for t in theirs]
+        compared += 1
+    assert compared >= 20
