@@ -165,13 +165,17 @@ def cache(out, **settings):
 @click.option("--new-tokens", type=int, default=None, help="Timed decode steps per variant.")
 @click.option("--stream-context", type=int, default=None, help="Host-memory prefix tokens (0 skips).")
 @click.option("--no-hf", is_flag=True, help="Skip the HF generate baseline.")
+@click.option("--family", type=click.Choice(["qwen2_5_vl", "qwen3_vl"]), default="qwen2_5_vl", show_default=True,
+              help="Model shapes: Qwen2.5-VL-7B or Qwen3-VL-8B (random weights; with --small the tiny model of it).")
 @from_json_option("decode.json")
-def decode(out, small, contexts, new_tokens, stream_context, no_hf, from_json):
+def decode(out, small, contexts, new_tokens, stream_context, no_hf, family, from_json):
     """Decode ms/token at 8K-128K: ours (dense KV, slimmed) vs HF generate (GPU)."""
     from omnivideo.bench.decode.decode import SMALL, DecodeBench, run
     from omnivideo.bench.decode.report import report_markdown, write_report
 
     base = SMALL if small else DecodeBench()
+    if family == "qwen3_vl":
+        base = replace(base, size="tiny-qwen3-vl" if small else "qwen3-vl-8b")
     config = replace(base, hf=base.hf and not no_hf,
                      **_given(contexts=contexts, new_tokens=new_tokens, stream_context=stream_context))
     finish(out, from_json, config, run, write_report, report_markdown)

@@ -1,4 +1,4 @@
-"""Models and synthetic KV for the decode benchmark: random-weight Qwen2.5-VL-7B (NF4) or tiny.
+"""Models and synthetic KV for the decode benchmark: random-weight Qwen2.5-VL-7B or Qwen3-VL-8B (NF4), or tiny.
 
 The 7B is built from the public config's shapes (nothing downloaded), its language model converted
 to NF4 with bitsandbytes.
@@ -8,11 +8,15 @@ weights and random KV measure it faithfully; answers are noise. The vision tower
 block (decoding never runs it).
 
     loaded = random_model("7b", torch.device("cuda"))        # LoadedModel, NF4 language model
+    loaded = random_model("qwen3-vl-8b", torch.device("cuda"))   # Qwen3-VL-8B text shapes (144 KiB KV/token)
     layers = synthetic_kv(loaded, n_tokens=32768, seed=0)    # per layer ([Hkv, N, d], [Hkv, N, d])
 """
+import sys
+
 import torch
 
 from omnivideo.engine.attention import ATTN_NAME, register_attention
+from omnivideo.engine.family import family_named
 from omnivideo.engine.loading import LoadedModel
 from omnivideo.engine.fused.nf4_linear import route_nf4_linears, unroute_nf4_linears
 from omnivideo.engine.fused.text_mlp import fuse_text_mlp, unfuse_text_mlp
@@ -30,6 +34,16 @@ QWEN25_VL_7B_IDS = dict(image_token_id=151655, video_token_id=151656, vision_sta
 ONE_BLOCK_VISION = dict(depth=1, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
                         patch_size=14, temporal_patch_size=2, spatial_merge_size=2, window_size=112,
                         fullatt_block_indexes=[0], tokens_per_second=2)
+# Qwen3-VL-8B-Instruct's public config.json: 36 layers, 32 query / 8 KV heads of 128, interleaved M-RoPE.
+QWEN3_VL_8B_TEXT = dict(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                        num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=262144,
+                        rms_norm_eps=1e-6, hidden_act="silu",
+                        rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [24, 20, 20],
+                                         "mrope_interleaved": True})
+QWEN3_VL_ONE_BLOCK_VISION = dict(depth=1, hidden_size=1152, intermediate_size=4304, num_heads=16, out_hidden_size=4096,
+                                 patch_size=16, temporal_patch_size=2, spatial_merge_size=2,
+                                 num_position_embeddings=2304, deepstack_visual_indexes=[0])
+SIZES = ("7b", "tiny", "qwen3-vl-8b", "tiny-qwen3-vl")
 # Qwen2.5-VL-7B-Instruct's public vision_config: 32 blocks, windowed attention except blocks 7/15/23/31.
 FULL_VISION = dict(ONE_BLOCK_VISION, depth=32, fullatt_block_indexes=[7, 15, 23, 31])
 
@@ -49,7 +63,7 @@ def set_text_attention(model, text_impl: str) -> None:
     # transformers' baseline its own norms and bitsandbytes' matmuls
     if text_impl == ATTN_NAME:
         fuse_text_norms(model)
-        fuse_text_rotary(model)
+        fuse_text_rotary(model, sys.modules[type(model).__module__])   # the model's own modeling module
         fuse_text_mlp(model)
         route_nf4_linears(model)
     else:
@@ -82,12 +96,24 @@ def random_model(size: str, device: torch.device, quant: str = "nf4", full_visio
     """size "7b": Qwen2.5-VL-7B text shapes (bf16, NF4 language model); "tiny": the test model's config
     (fp32; NF4 through bitsandbytes' CPU path when quant="nf4"). full_vision: the 7B's whole 32-block
     vision tower (bf16, not quantized, as `load_model` keeps it) instead of one block (decode never runs it)."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen3VLConfig,
+                              Qwen3VLForConditionalGeneration)
 
-    from omnivideo.engine.tiny_model import build_tokenizer, tiny_config
+    from omnivideo.engine.tiny_model import (QWEN3_VL_CHAT_TEMPLATE, build_tokenizer, tiny_config,
+                                             tiny_qwen3_vl_config)
 
     register_attention()
-    if size == "7b":
+    family, model_class = family_named("qwen2_5_vl"), Qwen2_5_VLForConditionalGeneration
+    if size == "qwen3-vl-8b":   # full_vision is not built for this size: decode never runs the tower
+        config = Qwen3VLConfig(text_config=QWEN3_VL_8B_TEXT, vision_config=QWEN3_VL_ONE_BLOCK_VISION,
+                               tie_word_embeddings=False, **QWEN25_VL_7B_IDS)
+        dtype, tokenizer = torch.bfloat16, None
+        family, model_class = family_named("qwen3_vl"), Qwen3VLForConditionalGeneration
+    elif size == "tiny-qwen3-vl":
+        tokenizer = build_tokenizer(chat_template=QWEN3_VL_CHAT_TEMPLATE)
+        config, dtype = tiny_qwen3_vl_config(tokenizer), torch.float32
+        family, model_class = family_named("qwen3_vl"), Qwen3VLForConditionalGeneration
+    elif size == "7b":
         vision = FULL_VISION if full_vision else ONE_BLOCK_VISION
         config = Qwen2_5_VLConfig(text_config=QWEN25_VL_7B_TEXT, vision_config=vision, **QWEN25_VL_7B_IDS)
         dtype, tokenizer = torch.bfloat16, None
@@ -99,7 +125,7 @@ def random_model(size: str, device: torch.device, quant: str = "nf4", full_visio
     try:
         torch.set_default_dtype(dtype)
         with torch.device(device):
-            model = Qwen2_5_VLForConditionalGeneration(config).eval()
+            model = model_class(config).eval()
     finally:
         torch.set_default_dtype(previous)
     if quant == "nf4":
@@ -107,8 +133,9 @@ def random_model(size: str, device: torch.device, quant: str = "nf4", full_visio
     set_text_attention(model, ATTN_NAME)
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return LoadedModel(model=model, tokenizer=tokenizer, model_id=f"random-qwen2.5-vl-{size}", revision="random",
-                       device=device, dtype=dtype, quantization=quant)
+    name = size if family.name == "qwen3_vl" else f"qwen2.5-vl-{size}"
+    return LoadedModel(model=model, tokenizer=tokenizer, model_id=f"random-{name}", revision="random",
+                       device=device, dtype=dtype, quantization=quant, family=family)
 
 
 def tensor_bytes(modules) -> int:
@@ -138,17 +165,15 @@ def weight_bytes_per_token(loaded: LoadedModel) -> int:
 def synthetic_kv(loaded: LoadedModel, n_tokens: int, seed: int, device: torch.device | None = None):
     """Per layer (k, v) [Hkv, N, d] of iid normal values in the model dtype, generated on `device`
     (default the model's) one layer at a time (a generator: nothing is held beyond the consumer)."""
-    tc = loaded.text_config
-    hkv, d = tc.num_key_value_heads, tc.hidden_size // tc.num_attention_heads
+    layers, hkv, d = loaded.family.kv_shape(loaded.text_config)
     device = device or loaded.device
     gen = torch.Generator(device=device).manual_seed(seed)
-    for _ in range(tc.num_hidden_layers):
+    for _ in range(layers):
         yield (torch.randn(hkv, n_tokens, d, generator=gen, device=device, dtype=loaded.dtype),
                torch.randn(hkv, n_tokens, d, generator=gen, device=device, dtype=loaded.dtype))
 
 
 def kv_bytes_per_token(loaded: LoadedModel) -> int:
-    """K + V bytes of one token over all layers (56 KiB for Qwen2.5-VL-7B in bf16)."""
-    tc = loaded.text_config
-    d = tc.hidden_size // tc.num_attention_heads
-    return 2 * tc.num_hidden_layers * tc.num_key_value_heads * d * torch.tensor([], dtype=loaded.dtype).element_size()
+    """K + V bytes of one token over all layers (56 KiB for Qwen2.5-VL-7B, 144 KiB for Qwen3-VL-8B in bf16)."""
+    layers, hkv, d = loaded.family.kv_shape(loaded.text_config)
+    return 2 * layers * hkv * d * torch.tensor([], dtype=loaded.dtype).element_size()

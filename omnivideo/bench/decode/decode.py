@@ -33,7 +33,7 @@ from omnivideo.engine.prefill.question_prefill import host_conversation
 from omnivideo.engine.sampling import SamplingParams
 from omnivideo.engine.decode.slim_decode import SlimDecodeConfig
 from omnivideo.bench.decode.breakdown import measure_bandwidth, step_breakdown
-from omnivideo.bench.random_model import (kv_bytes_per_token, random_model, set_text_attention, synthetic_kv,
+from omnivideo.bench.random_model import (SIZES, kv_bytes_per_token, random_model, set_text_attention, synthetic_kv,
                                               weight_bytes_per_token)
 from omnivideo.bench.decode.report import report_markdown, write_report
 from omnivideo.bench.runner import finish
@@ -62,8 +62,8 @@ class DecodeBench:
             raise ConfigError(f"contexts must be >= 64 tokens, got {self.contexts}")
         if self.new_tokens < 2 or self.question_tokens < 1:
             raise ConfigError("new_tokens must be >= 2 and question_tokens >= 1")
-        if self.size not in ("7b", "tiny") or self.quant not in ("nf4", "none"):
-            raise ConfigError(f"size must be 7b|tiny and quant nf4|none, got {self.size}, {self.quant}")
+        if self.size not in SIZES or self.quant not in ("nf4", "none"):
+            raise ConfigError(f"size must be {'|'.join(SIZES)} and quant nf4|none, got {self.size}, {self.quant}")
 
 
 SMALL = DecodeBench(contexts=(256, 512), new_tokens=4, question_tokens=8, stream_context=1024,
@@ -199,7 +199,7 @@ def run(bench: DecodeBench, on_progress=None) -> dict:
     import transformers
 
     t_start = time.perf_counter()
-    device = torch.device("cuda" if torch.cuda.is_available() and bench.size == "7b" else "cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() and not bench.size.startswith("tiny") else "cpu")
     loaded = random_model(bench.size, device, bench.quant)
     engine = Engine(loaded)
     weights = weight_bytes_per_token(loaded)
