@@ -32,10 +32,13 @@ def test_pool_matches_reference(n, dtype):
 @pytest.mark.parametrize("pooled_keys", [False, True], ids=["keys", "pooled-keys"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("hq,hkv,nk,q_offset", SHAPES, ids=lambda x: str(x))
-def test_estimate_matches_reference(hq, hkv, nk, q_offset, dtype, pooled_keys):
+@pytest.mark.parametrize("splits", [None, 3], ids=["auto-splits", "3-splits"])
+def test_estimate_matches_reference(hq, hkv, nk, q_offset, dtype, pooled_keys, splits):
+    """Also with the keys split in 3 ranges (what a short chunk over a long prefix gets on a GPU): the
+    splits' softmax statistics are combined before any probability is written."""
     q, k, _ = _inputs(hq, hkv, nk, q_offset, dtype)
     params = dataclasses.replace(PARAMS, pooled_keys=pooled_keys)
-    est = estimate(q, k, q_offset=q_offset, params=params, scale=32 ** -0.5)
+    est = estimate(q, k, q_offset=q_offset, params=params, scale=32 ** -0.5, splits=splits)
     ref = estimate_reference(q, k, q_offset=q_offset, params=params, scale=32 ** -0.5)
     tol = 1e-5 if dtype != torch.bfloat16 else 2e-2          # GPU: pooled scores use tf32 for 16-bit q
     assert_close("block_probs", est.block_probs, ref.block_probs, rel_rms=tol)

@@ -50,19 +50,22 @@ def _pool_kernel(X, OUT, sx_h, sx_n, N, M, B: tl.constexpr, PB: tl.constexpr, D:
 
 
 @triton.jit
-def _block_probs_kernel(QBAR, KEYS, P, qk_scale, skh, skn, Mq, Mk, NKEYS, qb0,
+def _block_probs_kernel(QBAR, KEYS, P, STATS, qk_scale, skh, skn, Mq, Mk, NKEYS, qb0, n_split, split_keys,
                         G: tl.constexpr, GP: tl.constexpr, BI: tl.constexpr, BC: tl.constexpr,
-                        TB: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr):
+                        TB: tl.constexpr, D: tl.constexpr, PREC: tl.constexpr, PASS: tl.constexpr):
     """P[u, i, c] = mean over the G heads of u of the softmax mass of qbar[h, i] on key block c <= qb0 + i.
 
     KEYS [Hkv, NKEYS, D] holds TB key rows per block: the keys themselves (TB = B, NKEYS = Nk: each
     block's mass is the sum over its keys) or their block means (TB = 1, NKEYS = Mk: the pooled-keys
-    estimate). One program per (tile of BI query blocks, KV head u); rows are (head, query block) pairs,
-    GP*BI of them, so one dot serves the whole GQA group. Two passes over BC*TB key rows at a time:
-    softmax statistics, then probabilities summed per block and over the group (no [Hq, Mq, Mk]
-    intermediate)."""
+    estimate). Grid (tiles of BI query blocks, KV head u, split of the keys); rows are (head, query
+    block) pairs, GP*BI of them, so one dot serves the whole GQA group. The keys are split in n_split
+    ranges of split_keys rows (whole blocks) so that short chunks over long prefixes still fill the GPU.
+    PASS 1: each split's row max and sum of exponentials -> STATS [2, n_split, programs, rows].
+    PASS 2: the splits' statistics combined, then the split's probabilities summed per key block and over
+    the group (no [Hq, Mq, Mk] intermediate)."""
     t = tl.program_id(0)
     u = tl.program_id(1).to(tl.int64)
+    sp = tl.program_id(2)
     r = tl.arange(0, GP * BI)
     h = r // BI
     i = t * BI + r % BI
@@ -71,32 +74,47 @@ def _block_probs_kernel(QBAR, KEYS, P, qk_scale, skh, skn, Mq, Mk, NKEYS, qb0,
     qb = tl.load(QBAR + ((u * G + h) * Mq + i)[:, None] * D + d[None, :], mask=row_ok[:, None], other=0.0)
     qb = qb * qk_scale                                  # [rows, D], log2 domain
     bi = qb0 + i
-    n_end = tl.minimum((qb0 + t * BI + BI) * TB, NKEYS)  # key rows of the causal blocks of the tile's last row
-    m_i = tl.full([GP * BI], float("-inf"), tl.float32)
-    l_i = tl.zeros([GP * BI], tl.float32)
-    # -- pass 1: row max and sum of exponentials --
-    for n0 in range(0, n_end, BC * TB):
-        n = n0 + tl.arange(0, BC * TB)
-        kb = tl.load(KEYS + u * skh + n[None, :] * skn + d[:, None], mask=n[None, :] < NKEYS, other=0.0)
-        s = tl.dot(qb, kb.to(tl.float32), input_precision=PREC)     # [rows, BC * TB]
-        s = tl.where((n[None, :] // TB <= bi[:, None]) & (n[None, :] < NKEYS), s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        l_i = l_i * tl.exp2(m_i - m_new) + tl.sum(tl.exp2(s - m_new[:, None]), 1)
-        m_i = m_new
-    inv = tl.where(h < G, 1.0 / (l_i * G), 0.0)        # padded heads contribute nothing
-    ii = t * BI + tl.arange(0, BI)
-    # -- pass 2: probabilities, summed per key block and averaged over the group --
-    for n0 in range(0, n_end, BC * TB):
-        n = n0 + tl.arange(0, BC * TB)
-        kb = tl.load(KEYS + u * skh + n[None, :] * skn + d[:, None], mask=n[None, :] < NKEYS, other=0.0)
-        s = tl.dot(qb, kb.to(tl.float32), input_precision=PREC)
-        s = tl.where((n[None, :] // TB <= bi[:, None]) & (n[None, :] < NKEYS), s, float("-inf"))
-        p = tl.exp2(s - m_i[:, None]) * inv[:, None]
-        pb = tl.sum(tl.reshape(p, (GP * BI, BC, TB)), 2)   # [rows, BC] mass per key block
-        pu = tl.sum(tl.reshape(pb, (GP, BI, BC)), 0)        # [BI, BC]
-        c = n0 // TB + tl.arange(0, BC)
-        tl.store(P + (u * Mq + ii)[:, None] * Mk + c[None, :], pu,
-                 mask=(ii[:, None] < Mq) & (c[None, :] < Mk))
+    n_lo = sp * split_keys
+    # key rows of the causal blocks of the tile's last row, within this split
+    n_end = tl.minimum(tl.minimum((qb0 + t * BI + BI) * TB, NKEYS), n_lo + split_keys)
+    n_stats = tl.num_programs(0) * tl.num_programs(1) * GP * BI
+    srow = (u * tl.num_programs(0) + t) * GP * BI + r
+    if PASS == 1:
+        m_i = tl.full([GP * BI], float("-inf"), tl.float32)
+        l_i = tl.zeros([GP * BI], tl.float32)
+        for n0 in range(n_lo, n_end, BC * TB):
+            n = n0 + tl.arange(0, BC * TB)
+            kb = tl.load(KEYS + u * skh + n[None, :] * skn + d[:, None], mask=n[None, :] < NKEYS, other=0.0)
+            s = tl.dot(qb, kb.to(tl.float32), input_precision=PREC)     # [rows, BC * TB]
+            s = tl.where((n[None, :] // TB <= bi[:, None]) & (n[None, :] < NKEYS), s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            # rows with no causal key in this split yet keep m = -inf: subtract 0 instead (no -inf - -inf)
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            l_i = l_i * tl.exp2(m_i - m_safe) + tl.sum(tl.exp2(s - m_safe[:, None]), 1)
+            m_i = m_new
+        tl.store(STATS + sp * n_stats + srow, m_i)
+        tl.store(STATS + (n_split + sp) * n_stats + srow, l_i)
+    else:
+        m_i = tl.full([GP * BI], float("-inf"), tl.float32)
+        for s2 in range(0, n_split):                    # the row max over every split (split 0 has key 0)
+            m_i = tl.maximum(m_i, tl.load(STATS + s2 * n_stats + srow))
+        l_i = tl.zeros([GP * BI], tl.float32)
+        for s2 in range(0, n_split):
+            m_s = tl.load(STATS + s2 * n_stats + srow)               # -inf where the split had no key: 0
+            l_i += tl.load(STATS + (n_split + s2) * n_stats + srow) * tl.exp2(m_s - m_i)
+        inv = tl.where(h < G, 1.0 / (l_i * G), 0.0)    # padded heads contribute nothing
+        ii = t * BI + tl.arange(0, BI)
+        for n0 in range(n_lo, n_end, BC * TB):
+            n = n0 + tl.arange(0, BC * TB)
+            kb = tl.load(KEYS + u * skh + n[None, :] * skn + d[:, None], mask=n[None, :] < NKEYS, other=0.0)
+            s = tl.dot(qb, kb.to(tl.float32), input_precision=PREC)
+            s = tl.where((n[None, :] // TB <= bi[:, None]) & (n[None, :] < NKEYS), s, float("-inf"))
+            p = tl.exp2(s - m_i[:, None]) * inv[:, None]
+            pb = tl.sum(tl.reshape(p, (GP * BI, BC, TB)), 2)   # [rows, BC] mass per key block
+            pu = tl.sum(tl.reshape(pb, (GP, BI, BC)), 0)        # [BI, BC]
+            c = n0 // TB + tl.arange(0, BC)
+            tl.store(P + (u * Mq + ii)[:, None] * Mk + c[None, :], pu,
+                     mask=(ii[:, None] < Mq) & (c[None, :] < Mk))
 
 
 @triton.jit
@@ -162,11 +180,22 @@ def row_tile(Mk: int) -> dict:
     return {"R": max(1, min(32, 4096 // mkp)), "MKP": mkp, "num_warps": 4 if mkp <= 512 else 8}
 
 
-def estimate(q: torch.Tensor, k: torch.Tensor, *, q_offset: int, params, scale: float) -> Estimate:
+def key_splits(programs: int, n_keys: int, step: int, device: torch.device) -> int:
+    """How many key ranges the block-probability kernel splits into: enough programs for ~2 waves of the
+    GPU's SMs (1 on a CPU, where the interpreter gains nothing), at most one step of keys per split."""
+    if device.type != "cuda":
+        return 1
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return max(1, min(triton.cdiv(2 * sms, programs), triton.cdiv(n_keys, step)))
+
+
+def estimate(q: torch.Tensor, k: torch.Tensor, *, q_offset: int, params, scale: float,
+             splits: int | None = None) -> Estimate:
     """Pooled block estimate of one prefill chunk.
 
     q [Hq, Nq, d] queries at absolute positions [q_offset, q_offset + Nq); k [Hkv, Nk, d] with
-    Nk = q_offset + Nq; Hq = g * Hkv; d a power of two >= 16; `params` a `SparseParams`."""
+    Nk = q_offset + Nq; Hq = g * Hkv; d a power of two >= 16; `params` a `SparseParams`.
+    splits: key ranges of the block-probability kernel (None: `key_splits`; tests force several)."""
     check_device(q, k)
     check_last_dim_contiguous(q=q, k=k)
     Hq, Nq, D = q.shape
@@ -187,10 +216,16 @@ def estimate(q: torch.Tensor, k: torch.Tensor, *, q_offset: int, params, scale: 
     # (128 rows, 64 columns, 3 stages needed 256 KB)
     BI = max(1, 64 // GP)
     BC = 32 if TB == 1 else max(1, 32 // TB)
-    _block_probs_kernel[(triton.cdiv(Mq, BI), Hkv)](
-        qbar, keys, probs, scale * LOG2E, keys.stride(0), keys.stride(1), Mq, Mk, n_keys, q_offset // B,
-        G=G, GP=GP, BI=BI, BC=BC, TB=TB, D=D,
-        PREC="ieee" if q.dtype == torch.float32 else "tf32x3", num_warps=4, num_stages=1)
+    tiles, step = triton.cdiv(Mq, BI), BC * TB
+    n_split = splits or key_splits(tiles * Hkv, n_keys, step, q.device)
+    split_keys = triton.cdiv(triton.cdiv(n_keys, n_split), step) * step       # whole steps (so whole blocks)
+    n_split = triton.cdiv(n_keys, split_keys)
+    stats = torch.empty(2, n_split, tiles * Hkv * GP * BI, device=q.device, dtype=torch.float32)
+    for pass_ in (1, 2):
+        _block_probs_kernel[(tiles, Hkv, n_split)](
+            qbar, keys, probs, stats, scale * LOG2E, keys.stride(0), keys.stride(1), Mq, Mk, n_keys, q_offset // B,
+            n_split, split_keys, G=G, GP=GP, BI=BI, BC=BC, TB=TB, D=D,
+            PREC="ieee" if q.dtype == torch.float32 else "tf32x3", PASS=pass_, num_warps=4, num_stages=1)
     local = torch.empty(Hkv, Mq, device=q.device, dtype=torch.float32)
     cover = torch.empty(Hkv, Mq, device=q.device, dtype=torch.int32)
     tile = row_tile(Mk)
