@@ -11,6 +11,8 @@ from `get_rope_index` with the padding mask, and the padded keys are masked out.
 import torch
 import torch.nn.functional as F
 
+from omnivideo.train.sparse_attention import note_text_rows
+
 
 def _pad(samples, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     length = max(s.input_ids.numel() for s in samples)
@@ -49,6 +51,7 @@ def batch_answer_loss(model, samples, train_tower: bool, device=None, embeds: to
     spg = torch.cat([s.video.second_per_grid_ts for s in samples]).to(device)
     positions, _ = model.model.get_rope_index(ids, mm_token_type_ids=types, video_grid_thw=grid,
                                               second_per_grid_ts=spg, attention_mask=mask)
+    note_text_rows(model, ids != video_id)      # training-aware sparsity keeps text blocks dense (no-op if off)
     h = model.model.language_model(inputs_embeds=x, attention_mask=mask, position_ids=positions,
                                    use_cache=False).last_hidden_state
     rows, cols = [], []

@@ -34,6 +34,8 @@ class TrainConfig:
     tower_lr_scale: the tower's learning rate relative to `lr` (stage A); ignored when the tower is frozen.
     init_from: a previous run's dir (or its state.pt) whose weights start this one (B* from A, ...).
     aux_weight: weight of the training-only per-token heads (omnivideo.train.aux); 0 = off. Stage A only.
+    sparse_gamma: 0 = dense attention; in (0, 1]: training-aware OmniSparse, the decoder's attention runs
+        over the key blocks the sparse prefill would keep at this gamma (omnivideo.train.sparse_attention).
     """
     stage: str
     out_dir: str
@@ -61,6 +63,7 @@ class TrainConfig:
     workers: int = 0
     init_from: str | None = None
     aux_weight: float = 1.0
+    sparse_gamma: float = 0.0
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -84,6 +87,8 @@ class TrainConfig:
             raise ConfigError(f"eval_seed must be >= {EVAL_SEED_BASE} (disjoint from training), got {self.eval_seed}")
         if self.aux_weight < 0 or (self.aux_weight > 0 and not self.train_tower):
             raise ConfigError(f"aux_weight must be >= 0, and 0 when the tower is frozen, got {self.aux_weight}")
+        if not 0.0 <= self.sparse_gamma <= 1.0:
+            raise ConfigError(f"sparse_gamma must be in [0, 1] (0 = dense), got {self.sparse_gamma}")
         if self.eval_videos < 0 or self.eval_every < 0 or self.workers < 0:
             raise ConfigError("eval_videos, eval_every and workers must be >= 0")
 

@@ -11,6 +11,8 @@ sequence needs ~10 of them). Positions are the engine's: M-RoPE from `get_rope_i
 import torch
 import torch.nn.functional as F
 
+from omnivideo.train.sparse_attention import note_text_rows
+
 
 def video_embeddings(model, video, device, train_tower: bool) -> torch.Tensor:
     """[num_visual_tokens, hidden] from VideoInputs `video` (grad only when `train_tower`)."""
@@ -37,6 +39,7 @@ def hidden_states(model, input_ids: torch.Tensor, embeds: torch.Tensor, position
     mask = (input_ids == video_token_id).unsqueeze(-1)
     assert int(mask.sum()) == embeds.shape[0], (int(mask.sum()), embeds.shape)
     x = x.masked_scatter(mask, embeds.to(x.dtype))
+    note_text_rows(model, ~mask[..., 0])        # training-aware sparsity keeps text blocks dense (no-op if off)
     out = model.model.language_model(inputs_embeds=x, position_ids=positions, use_cache=False)
     return out.last_hidden_state
 

@@ -21,7 +21,7 @@ from omnivideo.errors import ConfigError, OmniVideoError
 RESUMABLE = ("steps", "max_minutes", "eval_videos", "eval_every", "workers", "checkpoint_every", "log_every")
 DATA_FLAGS = ("frame_size", "min_seconds", "max_seconds", "max_frames", "fps", "clock_offset_prob", "augment")
 TRAIN_FLAGS = ("steps", "lr", "batch", "micro_batch", "warmup", "tower_lr_scale", "max_minutes", "eval_videos", "eval_every",
-               "workers", "log_every", "checkpoint_every", "seed")
+               "workers", "log_every", "checkpoint_every", "seed", "sparse_gamma")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -28,6 +28,7 @@ from omnivideo.train.model import build_model, count_parameters, export_checkpoi
 from omnivideo.train.optim import freeze_tower, make_optimizer, make_scheduler
 from omnivideo.train.samples import sample_stream
 from omnivideo.train.tokenizer import build_synth_tokenizer
+from omnivideo.train.sparse_attention import install_sparse_training_attention, model_density
 from omnivideo.train.vision_attention import install_batched_vision_attention
 
 SAVE_RESERVE_S = 20.0       # time kept for the last state.pt + model/ export
@@ -47,6 +48,10 @@ class Trainer:
         if resume_state is not None:
             self.model.load_state_dict(resume_state["model"])
         install_batched_vision_attention(self.model)
+        if cfg.sparse_gamma > 0:
+            from omnivideo.kernels.sparse_prefill.sparse_plan import SparseParams
+
+            install_sparse_training_attention(self.model, SparseParams(gamma=cfg.sparse_gamma))
         self.model.to(self.device).train()
         if not cfg.train_tower:
             freeze_tower(self.model)
@@ -88,6 +93,9 @@ class Trainer:
             with self._autocast():
                 embeds = batch_video_embeddings(self.model, chunk, self.device, self.cfg.train_tower)
                 loss, per_target = batch_answer_loss(self.model, chunk, self.cfg.train_tower, self.device, embeds)
+                density = model_density(self.model)
+                if density is not None:       # training-aware sparsity: the kept share of this forward
+                    kinds.setdefault("sparse_density", []).append(density)
                 objective = loss
                 if self.aux is not None:
                     labels = torch.cat([s.token_labels for s in chunk])
