@@ -8,7 +8,9 @@
 #     (Triton path; balanced / fast x first rule / flat heads / shipped; recall counted on sparse layers only);
 #  4. `bench accuracy` on 8 held-out 192 s clips (needle questions): dense, balanced, fast, and dense with
 #     --gamma-decode 0.95 (decode slimming), --quant none (the checkpoint's bf16 weights);
-#  5. a summary: accuracy deltas vs dense and the prefill's work density per preset, the per-layer table.
+#  5. time permitting (< 6 min used): a 70 s training-aware fine-tune smoke from the shipped checkpoint (stage B1
+#     clips, --sparse-gamma 0.95: compiled FlexAttention in the loop): s/step and the logged sparse_density;
+#  6. a summary: accuracy deltas vs dense and the prefill's work density per preset, the per-layer table.
 #   run: bash scripts/gpu/sparse_selection.sh      (no wheels needed: --quant none)
 # Everything lands under $OUT: selection/{selection.json,selection.md} -> docs/benchmarks/prefill/synth-48k/,
 #   accuracy_*/accuracy.json -> docs/benchmarks/accuracy/sparse-48k/, estimate_cost.json, *.log.
@@ -17,9 +19,10 @@ source scripts/gpu/preamble.sh
 step env
 record_env
 
-step "sparse-prefill kernel tests on CUDA (estimate, plan/select, block-sparse attention, e2e)"
+step "sparse-prefill kernel tests on CUDA (estimate, plan/select, block-sparse attention, e2e, training flex)"
 timeout 150 python3 -m pytest -q -p no:cacheprovider -rs tests/kernels/test_estimate.py \
-  tests/kernels/test_sparse_prefill_e2e.py tests/kernels/test_block_sparse_attention.py 2>&1 \
+  tests/kernels/test_sparse_prefill_e2e.py tests/kernels/test_block_sparse_attention.py \
+  tests/train/test_sparse_training.py 2>&1 \
   | tee "$OUT/kernel_tests.log" | tail -8
 echo "kernel tests rc=${PIPESTATUS[0]}"
 
@@ -86,6 +89,17 @@ accuracy dense 90 --attention dense
 accuracy balanced 90 --attention balanced
 accuracy fast 90 --attention fast
 accuracy slim95 90 --attention dense --gamma-decode 0.95
+
+if [ "$SECONDS" -lt 360 ]; then
+  step "training-aware fine-tune smoke: stage B1 clips from the shipped synth, --sparse-gamma 0.95, 70 s"
+  timeout 120 python3 -m omnivideo.train.run --stage B1 --out /tmp/b1_sparse --init omnivideo/checkpoints/synth \
+    --sparse-gamma 0.95 --max-minutes 1.2 --eval-videos 0 --log-every 5 > "$OUT/train_sparse.log" 2>&1
+  echo "train rc=$?"; tail -3 "$OUT/train_sparse.log" | cut -c1-300
+  cp /tmp/b1_sparse/summary.json "$OUT/train_sparse_summary.json" 2>/dev/null
+  tail -c 1500 /tmp/b1_sparse/loss_curve.json 2>&1 | tee "$OUT/train_sparse_curve_tail.txt"; echo
+else
+  echo "skipping the training-aware smoke (${SECONDS}s used)"
+fi
 
 step summary
 python3 - "$OUT" <<'PY'
