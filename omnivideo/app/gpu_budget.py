@@ -18,7 +18,9 @@ from omnivideo.engine.loading import LoadedModel
 def enforce_budget(loaded: LoadedModel, config: AppConfig) -> None:
     if config.gpu_memory_gb is not None and loaded.device.type == "cuda":
         total = torch.cuda.get_device_properties(loaded.device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, config.gpu_memory_gb * 2**30 / total), loaded.device)
+        # The allocator wants an indexed device: a model loaded on plain "cuda" lives on the current one.
+        index = loaded.device.index if loaded.device.index is not None else torch.cuda.current_device()
+        torch.cuda.set_per_process_memory_fraction(min(1.0, config.gpu_memory_gb * 2**30 / total), index)
 
 
 def gpu_budget_bytes(loaded: LoadedModel, config: AppConfig) -> int | None:

@@ -66,14 +66,14 @@ class ErrorBoundaryGroup(click.Group):
         except BrokenPipeError:
             sys.exit(0)
         except Exception as e:
+            if verbose:   # an out-of-memory too: where it struck is what tells a user what to lower
+                traceback.print_exc()
             if is_out_of_memory(e):  # host MemoryError or CUDA OOM: the user can fix it, not a bug
                 where = "GPU memory" if not isinstance(e, MemoryError) else "memory"
                 fail(f"out of {where}: fewer visual tokens (--max-frames / --fps) lower it, and so does "
                      "--gpu-memory GB set to what the GPU really has free (a KV that does not fit then stays "
                      "in host memory); `probe FILE --gpu-memory GB` shows the plan")
             # a bug, not a user error: one line, traceback on request
-            if verbose:
-                traceback.print_exc()
             fail(f"internal error: {type(e).__name__}: {e} (run with --verbose for the traceback)", 1)
 
 

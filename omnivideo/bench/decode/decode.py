@@ -31,6 +31,7 @@ from omnivideo.engine.engine import Engine
 from omnivideo.engine.stack import CACHE_KWARG
 from omnivideo.engine.prefill.question_prefill import host_conversation
 from omnivideo.engine.sampling import SamplingParams
+from omnivideo.engine.decode.device_budget import packed_kv_budget
 from omnivideo.engine.decode.slim_decode import SlimDecodeConfig
 from omnivideo.bench.decode.breakdown import measure_bandwidth, step_breakdown
 from omnivideo.bench.random_model import (SIZES, kv_bytes_per_token, random_model, set_text_attention, synthetic_kv,
@@ -171,9 +172,9 @@ def run_stream(engine: Engine, bench: DecodeBench, gamma: float) -> dict:
         torch.cuda.empty_cache()
         cap = int(bench.stream_cap_gb * 2 ** 30)
         torch.cuda.set_per_process_memory_fraction(cap / torch.cuda.get_device_properties(device).total_memory)
-        # Room kept free, in layers of full KV: prefill staging (2), the dense question attention's
-        # temporaries (SDPA expands GQA K/V: 2 x g = 14 on a 7B), decode staging (2 x kept).
-        budget = max(0, cap - torch.cuda.memory_allocated(device) - 16 * layer_bytes)
+        # what the app's decode allows next to the weights (16 layers of full KV kept free on a 7B)
+        budget = packed_kv_budget(device, layer_bytes, tc.num_attention_heads // tc.num_key_value_heads,
+                                  staged_prefill=True)
     else:
         budget = layer_bytes  # CPU: one layer "on the device", the rest staged (exercises the path)
     t0 = time.perf_counter()

@@ -24,6 +24,7 @@ import torch
 
 from omnivideo.engine.attention import AttentionPlan
 from omnivideo.engine.decode.decode_graph import DecodeStep
+from omnivideo.engine.decode.device_budget import packed_kv_budget
 from omnivideo.engine.host_kv_cache import is_host_cache
 from omnivideo.engine.decode.slim_kv import SlimKV
 from omnivideo.engine.sampling import sample_next_token
@@ -205,6 +206,12 @@ def generate_slim(engine, conv, new_ids: list[int], params, stop_ids: list[int])
     conv.pending = []
     visual = torch.tensor(conv.ids + fed, device=device) == engine.video_pad_id
     budget = None if cfg.gpu_kv_budget_gb is None else int(cfg.gpu_kv_budget_gb * 2 ** 30)
+    if budget is None:   # what fits next to the weights: past it, layers are packed in host memory
+        tc = engine.loaded.text_config
+        _, hkv, head_dim = engine.loaded.family.kv_shape(tc)
+        layer_bytes = 2 * hkv * len(visual) * head_dim * engine.loaded.dtype.itemsize
+        budget = packed_kv_budget(device, layer_bytes, tc.num_attention_heads // hkv,
+                                  staged_prefill=is_host_cache(conv.cache))
     selector = SlimSelector(cfg, visual, engine.loaded.text_config.num_key_value_heads, device, budget,
                             alias=not is_host_cache(conv.cache))
     base = engine.plan_factory("text")

@@ -21,7 +21,15 @@ def copy_corner(dst: torch.Tensor, src: torch.Tensor, non_blocking: bool = False
     Host <-> device copies of a non-contiguous view (the first N rows of every head of a
     [Hkv, capacity, D] buffer) would go through a temporary, synchronously; per-head pieces are
     contiguous on both sides and stay asynchronous from pinned memory.
+
+    A non-contiguous device source (transformers' K/V are transposed views [Hkv, t, D] of [t, Hkv, D]) is
+    made contiguous first, on the device: split row by row instead, a 4096-token chunk became 16K copies
+    of one row each, and a 240K-token prefill into host memory did not finish in 8 minutes on the H200.
+    A host source (the first N rows of a pinned buffer) is split per head instead: a contiguous copy of
+    it would be pageable, so its copy to the device would be synchronous.
     """
+    if not src.is_contiguous() and src.device.type != "cpu":
+        src = src.contiguous()   # one cheap kernel; the stream orders the temporary's reuse after the copy
     corner = dst[tuple(slice(0, s) for s in src.shape)]
     if src.dim() <= 1 or (src.is_contiguous() and corner.is_contiguous()):
         corner.copy_(src, non_blocking=non_blocking)
