@@ -32,12 +32,14 @@ def test_pool_matches_reference(n, dtype):
 @pytest.mark.parametrize("pooled_keys", [False, True], ids=["keys", "pooled-keys"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("hq,hkv,nk,q_offset", SHAPES, ids=lambda x: str(x))
-@pytest.mark.parametrize("splits", [None, 3], ids=["auto-splits", "3-splits"])
-def test_estimate_matches_reference(hq, hkv, nk, q_offset, dtype, pooled_keys, splits):
-    """Also with the keys split in 3 ranges (what a short chunk over a long prefix gets on a GPU): the
-    splits' softmax statistics are combined before any probability is written."""
+@pytest.mark.parametrize("splits,parts", [(None, 2), (3, 2), (None, 1), (None, 4)],
+                         ids=["auto-splits", "3-splits", "1-part", "4-parts"])
+def test_estimate_matches_reference(hq, hkv, nk, q_offset, dtype, pooled_keys, splits, parts):
+    """Also with the keys split in 3 ranges (what a short chunk over a long prefix gets on a GPU: the
+    splits' softmax statistics are combined before any probability is written) and with 1 or 4 pooled
+    query parts per block (the partial last block has fewer parts with rows)."""
     q, k, _ = _inputs(hq, hkv, nk, q_offset, dtype)
-    params = dataclasses.replace(PARAMS, pooled_keys=pooled_keys)
+    params = dataclasses.replace(PARAMS, pooled_keys=pooled_keys, query_parts=parts)
     est = estimate(q, k, q_offset=q_offset, params=params, scale=32 ** -0.5, splits=splits)
     ref = estimate_reference(q, k, q_offset=q_offset, params=params, scale=32 ** -0.5)
     tol = 1e-5 if dtype != torch.bfloat16 else 2e-2          # GPU: pooled scores use tf32 for 16-bit q
@@ -217,7 +219,8 @@ def test_force_density_keeps_about_that_share(target):
 
 
 @pytest.mark.parametrize("field,value", [("block_size", 48), ("gamma", 0.0), ("gamma", 1.5), ("theta_local", 0),
-                                         ("window", -1), ("dense_fallback", 1.2), ("min_blocks", -1)])
+                                         ("window", -1), ("dense_fallback", 1.2), ("min_blocks", -1),
+                                         ("query_parts", 3), ("query_parts", 128)])
 def test_params_are_validated(field, value):
     with pytest.raises(ValueError, match=field):
         SparseParams(**{field: value})

@@ -5,8 +5,9 @@
 Where `bench prefill --qk` measures one whole-prefix chunk, this replays the engine's prefill: chunks of
 `chunk` queries over every key before them, chunks with fewer than `min_keys` keys dense, text query
 blocks dense, the presets' dense fallback per chunk. Per layer, preset and selection variant (the first
-rule: block-mean keys and one budget set by the flattest head; flat heads on top of it; the shipped
-method: every key, flat heads): the share of causal blocks kept (work-weighted, dense chunks at 1.0),
+rule: one block-mean query against block-mean keys, one budget set by the flattest head; flat heads on
+top of it; every key instead of block-mean keys; the shipped method: every key, 2 query parts per block,
+flat heads): the share of causal blocks kept (work-weighted, dense chunks at 1.0),
 fallbacks, lazy and flat-head shares, and on `rows` sampled query rows per chunk the recall (dense
 softmax mass on kept keys) and the output error against dense attention. A layer whose every chunk fell
 back is "dense": its recall is 1 by construction and says nothing about the selection (`sparse_layer`
@@ -23,8 +24,8 @@ from omnivideo.kernels import use_triton
 from omnivideo.kernels.sparse_prefill.reference import block_mask_reference
 from omnivideo.kernels.sparse_prefill.sparse_plan import SparseParams
 
-VARIANTS = {"first": dict(pooled_keys=True, flat_heads=False), "first+flat": dict(pooled_keys=True),
-            "shipped": {}}
+VARIANTS = {"first": dict(pooled_keys=True, flat_heads=False, query_parts=1),
+            "first+flat": dict(pooled_keys=True, query_parts=1), "keys, 1 part": dict(query_parts=1), "shipped": {}}
 PRESETS = {"balanced": 0.95, "fast": 0.9}
 
 

@@ -4,11 +4,12 @@
     est.local_mass, est.cover_count           # [Hkv, Mq]: lazy test and per-head cover counts
 
 Semantics are defined by `omnivideo.kernels.sparse_prefill.reference`; `omnivideo.kernels.sparse_prefill.block_select` turns an
-estimate into key-block lists. The queries of a block are pooled (block mean); the keys are not: a
-block's estimated mass is the pooled query's softmax mass on its keys, so one strong key is not
+estimate into key-block lists. The queries of a block are pooled (the means of its `query_parts`
+parts, each treated as one more head of the GQA group, their masses averaged); the keys are not: a
+block's estimated mass is a pooled query's softmax mass on its keys, so one strong key is not
 diluted by 63 others (block-mean keys, `SparseParams.pooled_keys`, lose most of the recall on learned
-attention: docs/method.md). Cost: pooling reads q once; the scores are ~1/(2B) of dense attention's
-(pooled keys: ~1/B^2); the per-row kernel keeps rows of Mk block probabilities in registers and finds
+attention: docs/method.md). Cost: pooling reads q once; the scores are ~parts/(2B) of dense
+attention's (pooled keys: ~parts/B^2); the per-row kernel keeps rows of Mk block probabilities in registers and finds
 the cover threshold by bisection on the float bit pattern (no sort).
 The [Hkv, Mq, Mk] float32 probabilities are materialized: 64 MiB for a 128K-token chunk with 4 KV
 heads; the engine prefills in chunks, which bounds Mq.
@@ -206,7 +207,13 @@ def estimate(q: torch.Tensor, k: torch.Tensor, *, q_offset: int, params, scale: 
     assert q_offset % B == 0 and Nk == q_offset + Nq, (q_offset, Nq, Nk, B)
     G = Hq // Hkv
     Mq, Mk = triton.cdiv(Nq, B), triton.cdiv(Nk, B)
-    qbar = pool_blocks(q, B)
+    # P pooled parts per query block, as P "virtual heads" of the group: query head h, part j -> h * P + j
+    # (a missing part of a partial last block repeats the last one); the kernel averages over all G * P
+    P = params.query_parts
+    parts = pool_blocks(q, B // P)
+    parts = parts[:, torch.arange(Mq * P, device=q.device).clamp(max=parts.shape[1] - 1)]
+    qbar = parts.view(Hq, Mq, P, D).transpose(1, 2).reshape(Hq * P, Mq, D).contiguous()
+    G = G * P
     # keys: every key row (TB = B), or their block means (pooled_keys: TB = 1, the first estimator)
     keys, TB, n_keys = (pool_blocks(k, B), 1, Mk) if params.pooled_keys else (k, B, Nk)
     probs = torch.zeros(Hkv, Mq, Mk, device=q.device, dtype=torch.float32)

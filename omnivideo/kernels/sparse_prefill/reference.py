@@ -8,10 +8,13 @@ Mq = cdiv(Nq, B) query blocks; query block i is absolute block bi = q_offset / B
 Definitions (fp32 throughout):
 - pooling: qbar[h, i] / kbar[u, c] = mean of the q / k rows of block i / c (partial last block: the
   mean of the rows it has).
-- block mass p[h, i, c] = sum over the keys j of block c of softmax_j(qbar[h, i] . k[h // g, j] * scale),
-  the softmax over the keys of the causal blocks (c <= bi); with `pooled_keys` instead softmax_c of
-  qbar[h, i] . kbar[h // g, c] * scale (block-mean keys); p_u[u, i, c] = mean of p over the g query
-  heads of KV head u.
+- query parts: P = query_parts pooled queries per query block, qpart[h, i, j] = mean of the q rows
+  [i B + j B / P, i B + (j + 1) B / P) (the rows it has); a part of the partial last block with no row
+  repeats the chunk's last non-empty part.
+- block mass p[h, i, j, c] = sum over the keys t of block c of softmax_t(qpart[h, i, j] . k[h // g, t] *
+  scale), the softmax over the keys of the causal blocks (c <= bi); with `pooled_keys` instead
+  softmax_c of qpart[h, i, j] . kbar[h // g, c] * scale (block-mean keys); p_u[u, i, c] = mean of p
+  over the g query heads of KV head u and the P parts.
 - local window of query block i: key blocks lo_i .. bi, lo_i = max(0, bi * B - window) // B (the
   blocks that cover [bi * B - window, end of block i]); sinks: blocks c < sink_blocks.
 - local mass r[u, i] = sum of p_u over the local window.
@@ -69,19 +72,23 @@ def estimate_reference(q: torch.Tensor, k: torch.Tensor, *, q_offset: int, param
     Hq, Nq, _ = q.shape
     Hkv, Nk, _ = k.shape
     g = Hq // Hkv
-    qbar = pool_reference(q, B)
-    Mq, Mk = qbar.shape[1], -(-Nk // B)
+    P = params.query_parts
+    Mq, Mk = -(-Nq // B), -(-Nk // B)
+    parts = pool_reference(q, B // P)                                          # [Hq, n <= Mq * P, d]
+    parts = parts[:, torch.arange(Mq * P, device=q.device).clamp(max=parts.shape[1] - 1)].view(Hq, Mq, P, -1)
     causal, local, cand = block_windows_reference(q_offset, Mq, Mk, params, q.device)
-    if params.pooled_keys:
-        s = torch.einsum("hid,hcd->hic", qbar, pool_reference(k, B).repeat_interleave(g, 0)) * scale
-        p = torch.softmax(s.masked_fill(~causal, float("-inf")), dim=-1)
-    else:
-        key_block = torch.arange(Nk, device=q.device) // B
-        p = torch.empty(Hq, Mq, Mk, dtype=torch.float32, device=q.device)
-        for h in range(Hq):              # one head at a time: [Mq, Nk] scores
-            s = (qbar[h] @ k[h // g].float().T) * scale
-            pk = torch.softmax(s.masked_fill(~causal[:, key_block], float("-inf")), dim=-1)
-            p[h] = torch.zeros(Mq, Mk, device=q.device).index_add_(1, key_block, pk)
+    key_block = torch.arange(Nk, device=q.device) // B
+    kbar = pool_reference(k, B) if params.pooled_keys else None
+    p = torch.zeros(Hq, Mq, Mk, dtype=torch.float32, device=q.device)
+    for h in range(Hq):                  # one head and part at a time: [Mq, Nk] scores
+        for j in range(P):
+            if params.pooled_keys:
+                s = (parts[h, :, j] @ kbar[h // g].T) * scale
+                p[h] += torch.softmax(s.masked_fill(~causal, float("-inf")), dim=-1) / P
+            else:
+                s = (parts[h, :, j] @ k[h // g].float().T) * scale
+                pk = torch.softmax(s.masked_fill(~causal[:, key_block], float("-inf")), dim=-1)
+                p[h] += torch.zeros(Mq, Mk, device=q.device).index_add_(1, key_block, pk) / P
     pu = p.view(Hkv, g, Mq, Mk).mean(1)
     local_mass = (pu * local).sum(-1)
     if params.gamma >= 1.0:

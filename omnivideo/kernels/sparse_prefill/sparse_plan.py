@@ -31,6 +31,9 @@ class SparseParams:
     dense_fallback: float = 0.6  # kept share of causal blocks above which the chunk runs dense
     pooled_keys: bool = False    # estimate with block-mean keys (1/B^2 of dense) instead of every key
     #                              (1/(2B)): cheaper, but loses recall where single keys matter
+    query_parts: int = 2         # a query block is estimated from this many pooled parts (means of
+    #                              B / parts rows), their block masses averaged: rows of one block that
+    #                              want different frames are not averaged into one query first
     flat_heads: bool = True      # a head whose cover count would raise everyone's budget more than it
     #                              saves runs dense rows of its own; the others share the flattest
     #                              *sparse* head's budget (method.md, mechanism 2). False: the flattest
@@ -49,6 +52,9 @@ class SparseParams:
                              f"{self.window}, {self.min_blocks}, {self.sink_blocks}")
         if not 0.0 < self.dense_fallback <= 1.0:
             raise ValueError(f"dense_fallback must be in (0, 1], got {self.dense_fallback}")
+        p = self.query_parts
+        if p < 1 or p & (p - 1) or p > b:
+            raise ValueError(f"query_parts must be a power of two in [1, block_size], got {p}")
 
     def for_frames(self, frame_tokens: int) -> "SparseParams":
         """These params with the local window that follows the frame size: the own block plus the previous
