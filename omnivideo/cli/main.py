@@ -21,8 +21,8 @@ quiet_libraries()
 # attention, 15K tokens, per layer; GPU figures at 32K-64K are in docs/benchmarks/prefill)
 ATTENTION_HELP = ("Prefill attention during ingest (OmniSparse mechanisms 1-2). dense: exact. balanced "
                   "(gamma 0.95): computes only the key blocks its estimate says hold 95% of the attention; on "
-                  "the trained synth model it kept 28-58% of the blocks per layer at 0.95-0.98 mean recall. "
-                  "fast (gamma 0.9): 22-48% at 0.92-0.96. A layer that finds no sparsity runs dense. Saves "
+                  "the trained synth model it kept 28-58% of the blocks per layer at 0.97-0.98 mean recall "
+                  "(p5 >= 0.91). fast (gamma 0.9): 23-48% at 0.94-0.96. A layer that finds no sparsity runs dense. Saves "
                   "prefill time, never memory (the stored KV is complete); decode memory: --gamma-decode.")
 
 
