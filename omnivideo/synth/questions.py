@@ -94,13 +94,28 @@ def timeline_answer(spec: VideoSpec) -> str:
     return ", ".join(f"{e.colour} {e.shape} {format_clock(spec.clock_s(e.start_s))}" for e in spec.events)
 
 
-def training_questions(spec: VideoSpec, max_timeline_events: int = 48) -> list[Question]:
+def order_pairs(spec: VideoSpec, n: int) -> list[Question]:
+    """Up to `n` order questions over pairs of the shapes shown (first appearances), names in a random
+    order: the single held-out-style order question per video left order at chance after stage A (the
+    model always named one shape, "cross", not even one of the two asked about)."""
+    shapes = sorted({e.shape for e in spec.events})
+    pairs = [(a, b) for i, a in enumerate(shapes) for b in shapes[i + 1:]]
+    rng = np.random.default_rng([spec.seed, spec.duration_s, 2])
+    out = []
+    for i in rng.permutation(len(pairs))[:n]:
+        a, b = pairs[i] if rng.random() < 0.5 else pairs[i][::-1]
+        out.append(_order(spec, a, b))
+    return out
+
+
+def training_questions(spec: VideoSpec, max_timeline_events: int = 48, order_pairs_n: int = 0) -> list[Question]:
     """`make_questions` plus denser training-only supervision of the same skills (all single-answer):
     grounding for every shape shown, count for every (colour, shape) shown, "What shape is the red
-    object?" for colours shown once, and the whole timeline (last: its answer must not leak into the
-    others in a multi-turn sample)."""
+    object?" for colours shown once, `order_pairs_n` order questions over the shapes shown, and the whole
+    timeline (last: its answer must not leak into the others in a multi-turn sample)."""
     out = make_questions(spec)
     asked = {q.text for q in out}
+    out += order_pairs(spec, order_pairs_n)
     for shape in sorted({e.shape for e in spec.events}):
         out.append(_grounding(spec, shape))
     for colour, shape in sorted({(e.colour, e.shape) for e in spec.events}):

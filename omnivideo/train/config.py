@@ -95,15 +95,18 @@ class TrainConfig:
 
 _H200_DATA = {
     "A": DataConfig(frame_size=448, min_seconds=7, max_seconds=20, clock_offset_prob=0.5),
-    "B1": DataConfig(frame_size=448, min_seconds=30, max_seconds=120, clock_offset_prob=0.2),
-    "B2": DataConfig(frame_size=448, min_seconds=60, max_seconds=240, clock_offset_prob=0.1),
-    "B3": DataConfig(frame_size=448, min_seconds=120, max_seconds=1500, max_frames=512),   # spacing <= 2.9 s < 3-s events
+    "B1": DataConfig(frame_size=448, min_seconds=30, max_seconds=120, clock_offset_prob=0.2, order_pairs=6),
+    "B2": DataConfig(frame_size=448, min_seconds=60, max_seconds=240, clock_offset_prob=0.1, order_pairs=6),
+    "B3": DataConfig(frame_size=448, min_seconds=120, max_seconds=1500, max_frames=512,   # spacing <= 2.9 s < 3-s events
+                     order_pairs=6),
 }
 _CPU_DATA = {   # 224 px (64 tokens per frame pair); at most 10-32 frames, spacing <= 1.8 s (< the 2-s gaps)
     "A": DataConfig(frame_size=224, min_seconds=7, max_seconds=16, max_frames=10, clock_offset_prob=0.5),
-    "B1": DataConfig(frame_size=224, min_seconds=16, max_seconds=48, max_frames=32, clock_offset_prob=0.2),
-    "B2": DataConfig(frame_size=224, min_seconds=32, max_seconds=96, max_frames=64, clock_offset_prob=0.1),
-    "B3": DataConfig(frame_size=224, min_seconds=64, max_seconds=240, max_frames=160),
+    "B1": DataConfig(frame_size=224, min_seconds=16, max_seconds=48, max_frames=32, clock_offset_prob=0.2,
+                     order_pairs=6),
+    "B2": DataConfig(frame_size=224, min_seconds=32, max_seconds=96, max_frames=64, clock_offset_prob=0.1,
+                     order_pairs=6),
+    "B3": DataConfig(frame_size=224, min_seconds=64, max_seconds=240, max_frames=160, order_pairs=6),
 }
 _STAGE = {   # what differs between stages, whatever the scale
     "A": dict(train_tower=True, lr=1e-3, tower_lr_scale=3.0, warmup=100, seed_offset=0, aux_weight=1.0),

@@ -46,6 +46,9 @@ class DataConfig:
     max_turns: questions per sample (multi-turn), None = all of the video's questions.
     dense: also ask the training-only questions (questions.training_questions: grounding and count for
         everything shown, "What shape is the red object?", the whole timeline last).
+    order_pairs: with `dense`, this many extra order questions over the shapes shown, asked before every
+        other turn: a grounding answer earlier in the sample would let "which first?" be read off the
+        text, a shortcut that held-out questions (asked alone) do not offer. 0 = stage A's recipe.
     """
     frame_size: int = 448
     min_seconds: float = 7.0
@@ -56,6 +59,7 @@ class DataConfig:
     augment: float = 1.0
     max_turns: int | None = None
     dense: bool = True
+    order_pairs: int = 0
 
     def __post_init__(self):
         if self.frame_size % 28 or self.frame_size < 112:
@@ -67,6 +71,8 @@ class DataConfig:
             raise ConfigError(f"clock_offset_prob must be in [0, 1], got {self.clock_offset_prob}")
         if self.max_turns is not None and self.max_turns < 1:
             raise ConfigError(f"max_turns must be >= 1, got {self.max_turns}")
+        if self.order_pairs < 0:
+            raise ConfigError(f"order_pairs must be >= 0, got {self.order_pairs}")
 
     def sampling(self) -> SamplingConfig:
         pixels = self.frame_size * self.frame_size
@@ -150,11 +156,14 @@ def make_sample(seed: int, cfg: DataConfig, chat, augment: bool = True, labels: 
     spec = draw_spec(seed, cfg)
     rng = np.random.default_rng([seed, 0xA06])
     video = render_video(spec, cfg, rng if augment else None)
-    questions = training_questions(spec) if cfg.dense else make_questions(spec)
+    questions = training_questions(spec, order_pairs_n=cfg.order_pairs) if cfg.dense else make_questions(spec)
     last = [q for q in questions if q.kind == "timeline"]     # its answer would give the others away
     rest = [q for q in questions if q.kind != "timeline"]
     order = rng.permutation(len(rest))[: cfg.max_turns or len(rest)]
-    chosen = tuple(rest[i] for i in order) + tuple(last)
+    chosen = [rest[i] for i in order]
+    if cfg.order_pairs:   # order turns first: no earlier answer gives their times away
+        chosen = [q for q in chosen if q.kind == "order"] + [q for q in chosen if q.kind != "order"]
+    chosen = tuple(chosen) + tuple(last)
     ids, mask = conversation(chat, video.num_visual_tokens, [(q.text, q.answer) for q in chosen])
     kinds = []
     for q in chosen:

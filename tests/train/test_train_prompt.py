@@ -59,3 +59,28 @@ def test_answers_are_few_tokens_and_digits_single_tokens():
     assert [tok.decode([i]) for i in tok("[03:57]", add_special_tokens=False)["input_ids"]] == \
         ["[", "0", "3", ":", "5", "7", "]"]
     assert tok.convert_tokens_to_ids("<|video_pad|>") == 7 and tok.convert_tokens_to_ids("<|im_end|>") == 2
+
+
+def test_order_pairs_are_right_answers_among_the_two_named_and_come_before_every_other_turn():
+    from dataclasses import replace
+
+    from omnivideo.synth.questions import order_pairs
+
+    _, chat = tokenizer_and_chat()
+    cfg = replace(CLIPS, min_seconds=100, max_seconds=120, order_pairs=4)
+    sample = make_sample(6, cfg, chat)     # four shapes: six pairs
+    kinds = [q.kind for q in sample.questions]
+    n_order = kinds.count("order")
+    first_seen = {e.shape for e in sample.spec.events}
+    pairs = len(first_seen) * (len(first_seen) - 1) // 2
+    assert pairs == 6 and n_order >= 4
+    assert kinds[:n_order] == ["order"] * n_order and "order" not in kinds[n_order:]
+    first = {}
+    for e in sorted(sample.spec.events, key=lambda e: e.start_s):
+        first.setdefault(e.shape, e.start_s)
+    for q in sample.questions[:n_order]:
+        a, b = q.choices
+        assert q.answer in (a, b) and q.answer == min((a, b), key=first.__getitem__)
+    assert len(order_pairs(sample.spec, 100)) == pairs
+    # stage A's recipe (order_pairs 0): only the held-out-style order question, wherever the shuffle put it
+    assert [q.kind for q in make_sample(6, replace(cfg, order_pairs=0), chat).questions].count("order") <= 1
