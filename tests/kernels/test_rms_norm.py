@@ -10,8 +10,9 @@ from omnivideo.kernels.layers.rms_norm import MAX_C, add_rms_norm, rms_norm
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]
 # fp32 statistics are summed in another order than torch's mean: a rounding flip of the output now and then
 TOL = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 4e-3}
-# widths: the vision tower's 1280, head-dim-like 80, tiny ones, odd, the largest tile
-SHAPES = [(1, 1280), (7, 80), (33, 1), (5, 333), (3, MAX_C)]
+# widths: the vision tower's 1280, the 7B text model's decode row (3584), head-dim-like 80, tiny ones, odd,
+# the largest tile
+SHAPES = [(1, 1280), (1, 3584), (7, 80), (33, 1), (5, 333), (3, MAX_C)]
 
 
 def _inputs(n: int, c: int, dtype: torch.dtype, seed: int = 0, device=DEVICE):

@@ -5,7 +5,7 @@ launch latency, not by memory bandwidth. `DecodeStep` keeps everything a step to
 addresses: the input token [1, 1] and position [3, 1, 1] as device tensors written before each
 replay, the KV in `SlimKV` (packed rows + tails whose lengths live on the device), and the logits
 output. The step is embed -> every decoder layer (the model's own modules, our attention through
-the `omni_plan` kwarg) -> final norm -> lm_head. On CPU, or when a layer's KV is staged from host
+the `omni_plan` kwarg; residual adds fused into the norms) -> final norm -> lm_head. On CPU, or when a layer's KV is staged from host
 memory, the same step runs eagerly.
 
 NF4 weights: bitsandbytes >= 0.50 runs a batch-1 `Linear4bit` as one fused `cgemm_4bit_*` kernel on
@@ -20,6 +20,7 @@ import logging
 import torch
 
 from omnivideo.engine.attention import AttentionPlan
+from omnivideo.engine.decode.fused_stack import fused_decoder_stack
 from omnivideo.engine.stack import decoder_stack
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,13 @@ class DecodeStep:
     """A decode step over `slim` (omnivideo.engine.decode.slim_kv.SlimKV) with static inputs and outputs.
 
     use_graph: capture a CUDA graph (only on CUDA and when no layer is staged from host memory).
+    fused_layers: residual adds fused into the norms (`omnivideo.engine.decode.fused_stack`; the same numbers).
     """
 
-    def __init__(self, engine, slim, use_graph: bool = True):
+    def __init__(self, engine, slim, use_graph: bool = True, fused_layers: bool = True):
         self.engine = engine
         self.slim = slim
+        self._stack = fused_decoder_stack if fused_layers else decoder_stack
         device = engine.device
         self.token = torch.zeros(1, 1, dtype=torch.long, device=device)
         self.position = torch.zeros(3, 1, 1, dtype=torch.long, device=device)
@@ -49,7 +52,7 @@ class DecodeStep:
     def _forward(self) -> torch.Tensor:
         """[V] logits of the token in `self.token` at `self.position`; appends its K/V to the tails."""
         hidden = self.engine.embed(self.token)
-        hidden = decoder_stack(self.engine.lm, hidden, self.position, lambda i: self.slim, self.plan)
+        hidden = self._stack(self.engine.lm, hidden, self.position, lambda i: self.slim, self.plan)
         return self.engine.lm_head(hidden[:, -1])[0]
 
     def _capture(self) -> None:

@@ -38,7 +38,8 @@ class SlimDecodeConfig:
     visual mass kept (1 = dense); min_tokens: per-head floor of kept visual tokens; pool: score
     smoothing along the visual tokens (odd); cuda_graphs: capture the decode step on CUDA;
     gpu_kv_budget_gb: packed KV beyond this stays in host memory and is staged per step (None = all
-    on the GPU); observe_chunk: keys per chunk of the fp32 observation attention."""
+    on the GPU); observe_chunk: keys per chunk of the fp32 observation attention; fused_layers: the
+    step's residual adds fused into the norms (omnivideo.engine.decode.fused_stack, the same numbers)."""
     observe: int = 32
     gamma_decode: float = 0.95
     min_tokens: int = 256
@@ -46,6 +47,7 @@ class SlimDecodeConfig:
     cuda_graphs: bool = True
     gpu_kv_budget_gb: float | None = None
     observe_chunk: int = 8192
+    fused_layers: bool = True
 
     def __post_init__(self):
         if self.observe < 1:
@@ -248,7 +250,7 @@ def generate_slim(engine, conv, new_ids: list[int], params, stop_ids: list[int])
             slim = SlimKV([selector.packed[layer] for layer in range(engine.num_layers)],
                           offloaded=selector.offloaded, tail_capacity=params.max_new_tokens,
                           device=device, dtype=selector.packed[0].k.dtype)
-            step = DecodeStep(engine, slim, use_graph=cfg.cuda_graphs)
+            step = DecodeStep(engine, slim, use_graph=cfg.cuda_graphs, fused_layers=cfg.fused_layers)
             conv.stats["slim"].update(graph=step.graph is not None, decode_device_bytes=slim.device_bytes())
             next_t = enqueue(token_t, i)
         token_t = next_t
