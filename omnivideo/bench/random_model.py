@@ -40,9 +40,12 @@ QWEN3_VL_8B_TEXT = dict(vocab_size=151936, hidden_size=4096, intermediate_size=1
                         rms_norm_eps=1e-6, hidden_act="silu",
                         rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [24, 20, 20],
                                          "mrope_interleaved": True})
-QWEN3_VL_ONE_BLOCK_VISION = dict(depth=1, hidden_size=1152, intermediate_size=4304, num_heads=16, out_hidden_size=4096,
-                                 patch_size=16, temporal_patch_size=2, spatial_merge_size=2,
-                                 num_position_embeddings=2304, deepstack_visual_indexes=[0])
+# Qwen3-VL-8B-Instruct's public vision_config: 27 blocks of 1152 (16 heads of 72), MLP 4304 (GELU-tanh, no
+# gate), LayerNorm, DeepStack features after blocks 8 / 16 / 24, attention within frame groups only.
+QWEN3_VL_8B_VISION = dict(depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16, out_hidden_size=4096,
+                          hidden_act="gelu_pytorch_tanh", patch_size=16, temporal_patch_size=2, spatial_merge_size=2,
+                          num_position_embeddings=2304, deepstack_visual_indexes=[8, 16, 24])
+QWEN3_VL_ONE_BLOCK_VISION = dict(QWEN3_VL_8B_VISION, depth=1, deepstack_visual_indexes=[0])
 SIZES = ("7b", "tiny", "qwen3-vl-8b", "tiny-qwen3-vl")
 # Qwen2.5-VL-7B-Instruct's public vision_config: 32 blocks, windowed attention except blocks 7/15/23/31.
 FULL_VISION = dict(ONE_BLOCK_VISION, depth=32, fullatt_block_indexes=[7, 15, 23, 31])
@@ -94,8 +97,10 @@ def quantize_nf4(module: torch.nn.Module, compute_dtype: torch.dtype, device: to
 
 def random_model(size: str, device: torch.device, quant: str = "nf4", full_vision: bool = False) -> LoadedModel:
     """size "7b": Qwen2.5-VL-7B text shapes (bf16, NF4 language model); "tiny": the test model's config
-    (fp32; NF4 through bitsandbytes' CPU path when quant="nf4"). full_vision: the 7B's whole 32-block
-    vision tower (bf16, not quantized, as `load_model` keeps it) instead of one block (decode never runs it)."""
+    (fp32; NF4 through bitsandbytes' CPU path when quant="nf4"); "qwen3-vl-8b" / "tiny-qwen3-vl" the same
+    for Qwen3-VL. full_vision: the 7B's whole 32-block (8B: 27-block, DeepStack 8/16/24) vision tower (bf16,
+    not quantized, as `load_model` keeps it) instead of one block (decode never runs it); the tiny models
+    always have their whole tower."""
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen3VLConfig,
                               Qwen3VLForConditionalGeneration)
 
@@ -104,9 +109,10 @@ def random_model(size: str, device: torch.device, quant: str = "nf4", full_visio
 
     register_attention()
     family, model_class = family_named("qwen2_5_vl"), Qwen2_5_VLForConditionalGeneration
-    if size == "qwen3-vl-8b":   # full_vision is not built for this size: decode never runs the tower
-        config = Qwen3VLConfig(text_config=QWEN3_VL_8B_TEXT, vision_config=QWEN3_VL_ONE_BLOCK_VISION,
-                               tie_word_embeddings=False, **QWEN25_VL_7B_IDS)
+    if size == "qwen3-vl-8b":
+        vision = QWEN3_VL_8B_VISION if full_vision else QWEN3_VL_ONE_BLOCK_VISION
+        config = Qwen3VLConfig(text_config=QWEN3_VL_8B_TEXT, vision_config=vision, tie_word_embeddings=False,
+                               **QWEN25_VL_7B_IDS)
         dtype, tokenizer = torch.bfloat16, None
         family, model_class = family_named("qwen3_vl"), Qwen3VLForConditionalGeneration
     elif size == "tiny-qwen3-vl":

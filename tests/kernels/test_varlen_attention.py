@@ -54,7 +54,7 @@ def test_reference_equals_block_diagonal_sdpa(layout):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("d", [80, 64, 128, 16], ids=lambda d: f"d{d}")
+@pytest.mark.parametrize("d", [80, 72, 64, 128, 16], ids=lambda d: f"d{d}")   # 72: Qwen3-VL's tower
 @pytest.mark.parametrize("layout", LAYOUTS, ids=str)
 def test_matches_reference(layout, d, dtype):
     lengths = LAYOUTS[layout]
@@ -128,11 +128,13 @@ def test_launcher_checks_inputs():
 
 
 @pytest.mark.gpu
-def test_vision_scale_bf16_against_reference():
-    """A 448x448 video's layouts in bf16: 64-token windows and 1024-token frame groups, head dim 80."""
+@pytest.mark.parametrize("d", [80, 72], ids=["qwen2.5-vl-7b", "qwen3-vl-8b"])
+def test_vision_scale_bf16_against_reference(d):
+    """A 448x448 (512x512 for Qwen3-VL) video's layouts in bf16: 64-token windows and 1024-token frame
+    groups, head dim 80 (72)."""
     for lengths in ([64] * 64 + [16, 48], [1024] * 8):
         cu = _cu(lengths)
-        q, k, v = _qkv(int(cu[-1]), 16, 80, torch.bfloat16, seed=11)
-        out = varlen_attention(q, k, v, cu, scale=80 ** -0.5, max_seqlen=max(lengths))
-        ref = varlen_attention_reference(q, k, v, cu, scale=80 ** -0.5)
+        q, k, v = _qkv(int(cu[-1]), 16, d, torch.bfloat16, seed=11)
+        out = varlen_attention(q, k, v, cu, scale=d ** -0.5, max_seqlen=max(lengths))
+        ref = varlen_attention_reference(q, k, v, cu, scale=d ** -0.5)
         assert_close(f"out {max(lengths)}", out, ref, rel_rms=1e-2)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
+from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision as qwen3_rotary
 
 from conftest import DEVICE, assert_close
 from omnivideo.kernels.layers.vision_rotary_reference import rotary_qk_reference
@@ -9,8 +10,9 @@ from omnivideo.kernels.layers.vision_rotary import rotary_qk
 
 DTYPES = [torch.float32, torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.gpu)]
 TOL = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 4e-3}
-# (N, H, D): the 7B's head dim 80 (not a power of two), the tiny model's 16, 128, a tiny even 6
-SHAPES = [(1, 1, 80), (37, 3, 80), (5, 2, 16), (33, 1, 128), (70, 4, 6)]
+# (N, H, D): the 7B's head dim 80 (not a power of two), Qwen3-VL's 72 (1152 / 16), the tiny model's 16,
+# 128, a tiny even 6
+SHAPES = [(1, 1, 80), (37, 3, 80), (29, 3, 72), (5, 2, 16), (33, 1, 128), (70, 4, 6)]
 
 
 def _inputs(n: int, h: int, d: int, dtype: torch.dtype, seed: int = 0, device=DEVICE):
@@ -23,13 +25,16 @@ def _inputs(n: int, h: int, d: int, dtype: torch.dtype, seed: int = 0, device=DE
     return qkv, angles.cos().to(device), angles.sin().to(device)
 
 
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
-def test_reference_is_transformers_rotary_bit_for_bit(dtype):
-    n, h, d = 41, 16, 80
+def test_reference_is_transformers_rotary_bit_for_bit(dtype, family):
+    n, h, d = (41, 16, 80) if family == "qwen2_5_vl" else (41, 16, 72)
     qkv, cos, sin = _inputs(n, h, d, dtype, device="cpu")
-    # transformers' attention: views of the fused projection, then its rotary function
+    # transformers' attention: views of the fused projection, then its rotary function (Qwen3-VL's tower
+    # has its own copy of the function; its cos / sin are [N, D] too, h and w angles side by side)
     q, k, _ = qkv.reshape(n, 3, h, -1).permute(1, 0, 2, 3).unbind(0)
-    expected_q, expected_k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+    rotary = apply_rotary_pos_emb_vision if family == "qwen2_5_vl" else qwen3_rotary
+    expected_q, expected_k = rotary(q, k, cos, sin)
     actual_q, actual_k = rotary_qk_reference(qkv, cos, sin, h)
     assert torch.equal(actual_q, expected_q) and torch.equal(actual_k, expected_k)
     assert actual_q.is_contiguous() and actual_k.is_contiguous()
@@ -96,9 +101,10 @@ def test_launcher_checks_inputs():
 
 
 @pytest.mark.gpu
-def test_vision_scale_bf16_against_reference():
-    """The 7B tower's attention in bf16: 4096 patches, 16 heads of 80."""
-    qkv, cos, sin = _inputs(4096, 16, 80, torch.bfloat16, seed=12)
+@pytest.mark.parametrize("d", [80, 72], ids=["qwen2.5-vl-7b", "qwen3-vl-8b"])
+def test_vision_scale_bf16_against_reference(d):
+    """The 7B / 8B towers' attention in bf16: 4096 patches, 16 heads of 80 / 72."""
+    qkv, cos, sin = _inputs(4096, 16, d, torch.bfloat16, seed=12)
     q, k = rotary_qk(qkv, cos, sin, 16)
     q_ref, k_ref = rotary_qk_reference(qkv, cos, sin, 16)
     assert_close("q", q, q_ref, rel_rms=4e-3)

@@ -12,8 +12,9 @@ What differs from Qwen2.5-VL (omnivideo/engine/family/qwen2_5_vl.py):
   layer i. A chunked prefill adds each chunk's own rows (`ModelFamily.inject`, same ops as transformers);
 - sparse prefill: the timestamp and vision start/end tokens between frame groups count as part of the
   video for the dense-block rule (otherwise nearly every query block would hold text and stay dense);
-- fused rewrites: text norms (q_norm / k_norm too), rotary (this family's modeling module), SiLU*up and
-  the NF4 GEMV; the vision tower keeps transformers' attention (ours is built for Qwen2.5-VL's blocks).
+- fused rewrites: the vision tower on our varlen attention with Qwen3-VL's own fused block (LayerNorm,
+  gateless GELU MLP: omnivideo/engine/fused/qwen3_vision_block.py), text norms (q_norm / k_norm too), rotary
+  (this family's modeling module), SiLU*up and the NF4 GEMV.
 """
 import sys
 
@@ -24,6 +25,7 @@ from omnivideo.engine.fused.nf4_linear import route_nf4_linears
 from omnivideo.engine.fused.text_mlp import fuse_text_mlp
 from omnivideo.engine.fused.text_norm import fuse_text_norms
 from omnivideo.engine.fused.text_rotary import fuse_text_rotary
+from omnivideo.engine.fused.vision_tower import VISION_ATTN_NAME, set_vision_attention
 from omnivideo.errors import ConfigError
 
 IMAGENET_STANDARD_MEAN = (0.5, 0.5, 0.5)
@@ -86,6 +88,7 @@ class Qwen3VLFamily(ModelFamily):
         return torch.cat([embeds, *(torch.cat(f, dim=0) for f in out.deepstack_features)], dim=-1)
 
     def fuse(self, model, quantization: str) -> None:
+        set_vision_attention(model, VISION_ATTN_NAME)   # one varlen launch + one rotary kernel per block
         fuse_text_norms(model)
         # the modeling module of the class itself: qwen3_vl or qwen3_vl_moe, each with its own rotary function
         fuse_text_rotary(model, sys.modules[type(model).__module__])

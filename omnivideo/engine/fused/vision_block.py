@@ -119,7 +119,7 @@ def gate_up(mlp: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
     return fused
 
 
-def _runs_fused(block: nn.Module, x: torch.Tensor, position_embeddings) -> bool:
+def runs_fused(block: nn.Module, x: torch.Tensor, position_embeddings) -> bool:
     """Inference on the block's own dtype and device with cos / sin given; anything else (autograd, a
     cast tower) goes to transformers' forward."""
     weight = block.norm1.weight
@@ -128,10 +128,11 @@ def _runs_fused(block: nn.Module, x: torch.Tensor, position_embeddings) -> bool:
     return not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
 
 
-def _attention(block: nn.Module, ops: BlockOps, h: torch.Tensor, cu_seqlens: torch.Tensor, cos: torch.Tensor,
+def block_attention(block: nn.Module, ops: BlockOps, h: torch.Tensor, cu_seqlens: torch.Tensor, cos: torch.Tensor,
                sin: torch.Tensor, max_seqlen: int | None) -> torch.Tensor:
     """What the attention adds to the residual stream, from the normed h [N, C]. A function of its own
-    so that qkv, q, k and the attention output are freed before the MLP allocates its [N, 2I]."""
+    so that qkv, q, k and the attention output are freed before the MLP allocates its [N, 2I]. Shared with
+    the Qwen3-VL block (qwen3_vision_block.py): both attention modules have qkv / proj / num_heads / scaling."""
     attn = block.attn
     n = h.shape[0]
     qkv = F.linear(h, attn.qkv.weight, attn.qkv.bias)                         # [N, 3 * H * D]
@@ -154,7 +155,7 @@ def fused_block_forward(block: nn.Module, hidden_states: torch.Tensor, cu_seqlen
     Returns:
         [N, C] in hidden_states' dtype.
     """
-    if not _runs_fused(block, hidden_states, position_embeddings):
+    if not runs_fused(block, hidden_states, position_embeddings):
         return type(block).forward(block, hidden_states, cu_seqlens, position_embeddings=position_embeddings,
                                    max_seqlen=max_seqlen, **kwargs)
     ops = block_ops(hidden_states.device, hidden_states.dtype)
@@ -162,7 +163,7 @@ def fused_block_forward(block: nn.Module, hidden_states: torch.Tensor, cu_seqlen
     if isinstance(max_seqlen, torch.Tensor):
         max_seqlen = int(max_seqlen)
     h = ops.rms_norm(hidden_states, block.norm1.weight, block.norm1.variance_epsilon)
-    delta = _attention(block, ops, h, cu_seqlens, cos, sin, max_seqlen)
+    delta = block_attention(block, ops, h, cu_seqlens, cos, sin, max_seqlen)
     del h
     x, h = ops.add_rms_norm(hidden_states, delta, block.norm2.weight, block.norm2.variance_epsilon)
     del delta
@@ -172,31 +173,51 @@ def fused_block_forward(block: nn.Module, hidden_states: torch.Tensor, cu_seqlen
     return x + F.linear(act, block.mlp.down_proj.weight, block.mlp.down_proj.bias)
 
 
+def has_forward(block: nn.Module, forward) -> bool:
+    """Whether `block` runs `forward` (a function installed as its instance attribute by `install_forward`)."""
+    return getattr(block.__dict__.get("forward"), "__func__", None) is forward
+
+
+def install_forward(blocks, forward, can_fuse, prepare=None) -> int:
+    """Install `forward` on every block with `can_fuse(block)` (idempotent); `prepare(block)` first. Returns
+    the blocks fused now. Shared with the Qwen3-VL block (qwen3_vision_block.py)."""
+    count = 0
+    for block in blocks:
+        # a forward someone else installed (an accelerate device hook) is left alone
+        if "forward" in block.__dict__ or not can_fuse(block):
+            continue
+        if prepare is not None:
+            prepare(block)
+        block.forward = types.MethodType(forward, block)
+        count += 1
+    return count
+
+
+def remove_forward(blocks, forward) -> int:
+    """Give every block running `forward` transformers' forward back. Returns the blocks restored."""
+    count = 0
+    for block in blocks:
+        if has_forward(block, forward):
+            del block.__dict__["forward"]
+            count += 1
+    return count
+
+
 def is_fused(block: nn.Module) -> bool:
-    forward = block.__dict__.get("forward")
-    return getattr(forward, "__func__", None) is fused_block_forward
+    return has_forward(block, fused_block_forward)
 
 
 def fuse_vision_blocks(model) -> int:
     """Install the fused forward on every fusable vision block (idempotent). Returns the blocks fused now."""
-    count = 0
-    for block in _blocks(model):
-        # a forward someone else installed (an accelerate device hook) is left alone
-        if "forward" in block.__dict__ or not fusable(block):
-            continue
-        gate_up(block.mlp)                  # built once here, not on the first forward
-        block.forward = types.MethodType(fused_block_forward, block)
-        count += 1
-    return count
+    # the gate/up weight is built once here, not on the first forward
+    return install_forward(_blocks(model), fused_block_forward, fusable, prepare=lambda b: gate_up(b.mlp))
 
 
 def unfuse_vision_blocks(model) -> int:
     """Give every fused block transformers' forward back. gate_proj / up_proj stay views of the fused
     storage (same values; nothing else holds it). Returns the blocks restored."""
-    count = 0
-    for block in _blocks(model):
-        if is_fused(block):
-            del block.__dict__["forward"]
-            count += 1
+    blocks = _blocks(model)
+    count = remove_forward(blocks, fused_block_forward)
+    for block in blocks:
         block.mlp.__dict__.pop("_omni_gate_up", None)
     return count
