@@ -8,6 +8,7 @@ imports what only a GPU run needs.
 
     omnivideo bench decode --small --out /tmp/decode       # CPU schema check
     omnivideo bench ingest --tokens 32768 65536 --no-hf    # on a GPU
+    omnivideo bench ingest --family qwen3_vl --tokens 32768 --video ''   # Qwen3-VL-8B shapes
 """
 import json
 import os
@@ -193,13 +194,15 @@ def decode(out, small, contexts, new_tokens, stream_context, no_hf, family, from
               help="Attention presets of our variants (default dense and balanced).")
 @click.option("--prefill-linears", "linears", type=click.Choice(["bf16", "fp8"]), multiple=True,
               help="Prefill linears per preset (default bf16; fp8 adds ours_<preset>_fp8).")
+@click.option("--family", type=click.Choice(["qwen2_5_vl", "qwen3_vl"]), default="qwen2_5_vl", show_default=True,
+              help="Model shapes: Qwen2.5-VL-7B or Qwen3-VL-8B (random weights, NF4; with --small the tiny model of it).")
 @from_json_option("ingest.json")
-def ingest(out, small, tokens, repeats, video, no_hf, force_density, presets, linears, from_json):
+def ingest(out, small, tokens, repeats, video, no_hf, force_density, presets, linears, family, from_json):
     """Cold time to first token by stage: ours vs transformers + bitsandbytes (GPU)."""
-    from omnivideo.bench.ingest.ingest import SMALL, IngestBench, run
+    from omnivideo.bench.ingest.ingest import SMALL, IngestBench, run, with_family
     from omnivideo.bench.ingest.report import report_markdown, write_report
 
-    base = SMALL if small else IngestBench()
+    base = with_family(SMALL if small else IngestBench(), family)
     config = replace(base, hf=base.hf and not no_hf, **_given(tokens=tokens, repeats=repeats,
                                                               force_density=force_density, presets=presets,
                                                               linears=linears))

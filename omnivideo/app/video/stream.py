@@ -270,11 +270,13 @@ class _NoState:
 
 
 def array_stream(frames: np.ndarray, timestamps_s: list[float], *, vision, device: torch.device,
-                 config: StreamConfig | None = None, progress=None, cancel=None, timeline=None) -> FrameStream:
-    """A FrameStream over frames already decoded (uint8 [T, H, W, 3]): the workers only patchify."""
+                 config: StreamConfig | None = None, progress=None, cancel=None, timeline=None,
+                 normalization: tuple | None = None) -> FrameStream:
+    """A FrameStream over frames already decoded (uint8 [T, H, W, 3]): the workers only patchify.
+    `normalization`: (mean, std) of the family's processor (None: OpenAI-CLIP)."""
     def load(_state, indices, _stopped):
         return frames[indices[0]:indices[-1] + 1], [timestamps_s[i] for i in indices]
 
     t, h, w, _ = frames.shape
     return FrameStream(t, h, w, load, _NoState, vision=vision, device=device, config=config, progress=progress,
-                       cancel=cancel, timeline=timeline)
+                       cancel=cancel, timeline=timeline, normalization=normalization)

@@ -15,17 +15,36 @@ import torch
 from omnivideo.engine.prefill.ingest_pipeline import InputsSource
 from omnivideo.timeline import StageTimeline
 from omnivideo.engine.sampling import SamplingParams
-from omnivideo.app.video import SamplingConfig, sample_video, to_model_inputs
+from omnivideo.app.video import SamplingConfig, sample_video
+from omnivideo.app.video.processor import family_inputs
 from omnivideo.app.video.stream import StreamConfig, open_video_stream
 
 STAGES = ("decode", "preprocess", "vision", "prefill", "first_token")
 
 
-def prefix_ids(engine, visual_tokens: int, text_id: int = 100, edge: int = 8) -> list[int]:
-    """Synthetic template prefix: text, <vision_start>, video pads, <vision_end>, text."""
+STAMP_TOKENS = 6   # what `<12.5 seconds>` costs in Qwen's tokenizer ("<", "1", "2", ".", "5", " seconds>" ~ 6)
+
+
+def prefix_ids(engine, visual_tokens: int, tokens_per_group: int | None = None, text_id: int = 100,
+               edge: int = 8) -> list[int]:
+    """Synthetic template prefix: text, <vision_start>, video pads, <vision_end>, text. A family with
+    timestamp text (Qwen3-VL) gets its layout instead: per frame group STAMP_TOKENS text ids, then
+    <vision_start> + the group's pads + <vision_end> (what Qwen3VLProcessor writes; ids only: the random
+    models have no tokenizer, and the cost depends on the count, not the text). `engine`: anything with
+    .model, .video_pad_id and .family (an Engine, or the bench's view of a loaded model)."""
     cfg = engine.model.config
-    return ([text_id] * edge + [cfg.vision_start_token_id] + [engine.video_pad_id] * visual_tokens
-            + [cfg.vision_end_token_id] + [text_id] * edge)
+    start, end = [cfg.vision_start_token_id], [cfg.vision_end_token_id]
+    if not engine.family.processor.timestamps:
+        return [text_id] * edge + start + [engine.video_pad_id] * visual_tokens + end + [text_id] * edge
+    assert tokens_per_group and visual_tokens % tokens_per_group == 0, (visual_tokens, tokens_per_group)
+    group = [text_id + 1] * STAMP_TOKENS + start + [engine.video_pad_id] * tokens_per_group + end
+    return [text_id] * edge + group * (visual_tokens // tokens_per_group) + [text_id] * edge
+
+
+def tokens_per_group(height: int, width: int, vision) -> int:
+    """Visual tokens of one frame group of `height` x `width` px (vision: the model's vision config)."""
+    factor = vision.patch_size * vision.spatial_merge_size
+    return (height // factor) * (width // factor)
 
 
 def first_token(engine, conv, question: list[int], timeline: StageTimeline) -> None:
@@ -75,18 +94,21 @@ def run_e2e(engine, path: Path, sampling: SamplingConfig, question: list[int], p
         torch.cuda.reset_peak_memory_stats(device)
     timeline = StageTimeline(device)
     t0 = time.perf_counter()
+    spec = engine.family.processor     # the family's normalisation (and, in `sampling`, its resize factor)
     if pipelined:
         cfg = StreamConfig(workers=workers)   # the app's segments (StreamConfig's default)
-        with open_video_stream(path, sampling, vision=vis, device=device, config=cfg, timeline=timeline) as s:
-            conv = engine.ingest_stream(prefix_ids(engine, s.num_visual_tokens), s, timeline=timeline)
+        with open_video_stream(path, sampling, vision=vis, device=device, config=cfg, timeline=timeline,
+                               normalization=(spec.image_mean, spec.image_std)) as s:
+            per_group = tokens_per_group(s.plan.resized_height, s.plan.resized_width, vis)
+            conv = engine.ingest_stream(prefix_ids(engine, s.num_visual_tokens, per_group), s, timeline=timeline)
         frames, tokens, size = s.count, s.num_visual_tokens, (s.plan.resized_height, s.plan.resized_width)
     else:
         with timeline.span("decode", 0, "reader"):
             sampled = sample_video(path, sampling, workers=workers)
         with timeline.span("preprocess", 0, "reader"):
-            inputs = to_model_inputs(sampled, patch_size=vis.patch_size, temporal_patch_size=vis.temporal_patch_size,
-                                     merge_size=vis.spatial_merge_size)
-        conv = engine.ingest_stream(prefix_ids(engine, inputs.num_visual_tokens), InputsSource(inputs),
+            inputs = family_inputs(sampled, spec)
+        per_group = tokens_per_group(*sampled.frames.shape[1:3], vis)
+        conv = engine.ingest_stream(prefix_ids(engine, inputs.num_visual_tokens, per_group), InputsSource(inputs),
                                     timeline=timeline)
         frames, tokens, size = len(sampled.timestamps_s), inputs.num_visual_tokens, sampled.frames.shape[1:3]
     first_token(engine, conv, question, timeline)

@@ -1,13 +1,15 @@
 """`bench ingest`: cold time to first token at 8K-64K visual tokens, by stage: ours vs transformers + NF4.
 
-Model: Qwen2.5-VL-7B shapes with random weights (`decode_model.random_model("7b", full_vision=True)`:
-the 32-block vision tower in bf16, the language model in NF4). Frames: synthetic 448x448 uint8 frames
-(256 visual tokens per 2-frame group; 32K tokens = 256 frames), already decoded, the same array for
-every variant. Variants, in one process on one model object:
+Model: Qwen2.5-VL-7B shapes with random weights (`random_model("7b", full_vision=True)`: the 32-block
+vision tower in bf16, the language model in NF4); with `--family qwen3_vl` Qwen3-VL-8B's (27-block tower
+with DeepStack 8/16/24, 36 layers of GQA 4, head dim 128; frames 512x512, each group preceded by its
+timestamp text as the processor writes it). Frames: synthetic 448x448 (512x512) uint8 frames (256 visual
+tokens per 2-frame group; 32K tokens = 256 frames), already decoded, the same array for every variant,
+normalised with the family's constants. Variants, in one process on one model object:
 - ours_<preset> (dense, balanced): `array_stream` (patchify in worker threads, normalise on the GPU)
   -> `Engine.ingest_stream` (vision chunks feeding the chunked prefill; our attention for text and,
   where `omnivideo.engine.fused.vision_attention` exists, for the vision tower) -> the question's first token;
-- hf_generate: our processor on the CPU (transformers' needs torchvision), then `model.generate(
+- hf_generate (baseline.py): our processor on the CPU (transformers' needs torchvision), then `model.generate(
   max_new_tokens=1)` with sdpa for text and vision; stages timed by hooks on the vision tower and
   the language model (synchronised at their edges only).
 Ours runs once per size to warm up (Triton autotunes per shape), the baseline once at the first size;
@@ -16,10 +18,12 @@ memory allocated per run. Then the end to end from a 1080p H.264 file (ingest_e2
 
     omnivideo bench ingest --out docs/benchmarks/ingest
     omnivideo bench ingest --small --out /tmp/ingest     # CPU, tiny model (schema test)
+    omnivideo bench ingest --family qwen3_vl --tokens 32768 --video ''   # Qwen3-VL-8B shapes (issue 19)
 """
 import statistics
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -32,11 +36,13 @@ from omnivideo.engine.fused.fp8_linear import PREFILL_LINEARS
 from omnivideo.timeline import StageTimeline
 from omnivideo.engine.prefill.sparse_prefill import PRESETS
 from omnivideo.bench.random_model import random_model, set_text_attention
-from omnivideo.bench.ingest.e2e import first_token, prefix_ids, run_e2e
+from omnivideo.bench.ingest.baseline import peak, reset, run_hf
+from omnivideo.bench.ingest.e2e import first_token, prefix_ids, run_e2e, tokens_per_group
 from omnivideo.bench.ingest.report import report_markdown, write_report
 from omnivideo.bench.runner import finish
-from omnivideo.app.video import SamplingConfig, frames_to_inputs
+from omnivideo.app.video import SamplingConfig
 from omnivideo.app.video.stream import StreamConfig, array_stream
+from omnivideo.engine.family import family_named
 from omnivideo.errors import ConfigError
 
 TEXT_ID = 100
@@ -60,18 +66,35 @@ class IngestBench:
     e2e_max_frames: int | None = 96  # 96 frames of 560x1008 from the 1080p file: 34,560 visual tokens
     e2e_preset: str = "balanced"
     size: str = "7b"
+    family: str = "qwen2_5_vl"   # with_family() sets size and frame size to match
     seed: int = 0
 
     def __post_init__(self):
-        if not self.tokens or self.frame_size % 28:
-            raise ConfigError(f"need token counts and a frame size multiple of 28, got {self.tokens}, {self.frame_size}")
-        per_group = (self.frame_size // 28) ** 2
+        factor = family_named(self.family).processor.factor
+        if BIG[self.family] != self.size and TINY[self.family] != self.size:
+            raise ConfigError(f"size {self.size!r} is not a {self.family} model ({BIG[self.family]}, {TINY[self.family]})")
+        if not self.tokens or self.frame_size % factor:
+            raise ConfigError(f"need token counts and a frame size multiple of {factor}, got {self.tokens}, "
+                              f"{self.frame_size}")
+        per_group = (self.frame_size // factor) ** 2
         if any(n % per_group for n in self.tokens):
             raise ConfigError(f"token counts must be multiples of {per_group} (tokens per frame group)")
         if any(p not in PRESETS for p in (*self.presets, self.e2e_preset)) or self.repeats < 1:
             raise ConfigError(f"presets must be among {list(PRESETS)} and repeats >= 1")
         if not self.linears or any(x not in PREFILL_LINEARS for x in self.linears):
             raise ConfigError(f"linears must be among {list(PREFILL_LINEARS)}, got {self.linears}")
+
+
+BIG = {"qwen2_5_vl": "7b", "qwen3_vl": "qwen3-vl-8b"}        # random_model sizes per family
+TINY = {"qwen2_5_vl": "tiny", "qwen3_vl": "tiny-qwen3-vl"}
+
+
+def with_family(bench: IngestBench, family: str) -> IngestBench:
+    """The same bench for another family: its model of the same scale (big or tiny) and the frame size with
+    the same tokens per group (448 -> 512 px: 16 x 16 merged tokens at patch 16 as at patch 14)."""
+    tiny = bench.size == TINY[bench.family]
+    old, new = (family_named(f).processor.factor for f in (bench.family, family))
+    return replace(bench, family=family, size=(TINY if tiny else BIG)[family], frame_size=bench.frame_size // old * new)
 
 
 def variant_name(preset: str, linears: str) -> str:
@@ -102,86 +125,23 @@ def set_vision_attention(model, impl: str) -> str:
     return name
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _reset(device):
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _peak(device):
-    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-
-
 def run_ours(engine: Engine, frames: np.ndarray, stamps: list[float], question: list[int]) -> dict:
     device = engine.device
-    _reset(device)
+    reset(device)
     timeline = StageTimeline(device)
     t0 = time.perf_counter()
-    with array_stream(frames, stamps, vision=engine.loaded.vision_config, device=device,
+    vis, spec = engine.loaded.vision_config, engine.family.processor
+    with array_stream(frames, stamps, vision=vis, device=device, normalization=(spec.image_mean, spec.image_std),
                       config=StreamConfig(segment_groups=engine.config.vision_chunk_groups), timeline=timeline) as s:
-        conv = engine.ingest_stream(prefix_ids(engine, s.num_visual_tokens), s, timeline=timeline)
+        per_group = tokens_per_group(*frames.shape[1:3], vis)
+        conv = engine.ingest_stream(prefix_ids(engine, s.num_visual_tokens, per_group), s, timeline=timeline)
     first_token(engine, conv, question, timeline)
     spans = timeline.finish()
     ttft = time.perf_counter() - t0
     busy = {st: sum(x["end_s"] - x["start_s"] for x in spans if x["stage"] == st)
             for st in ("preprocess", "vision", "prefill", "first_token")}
-    return {"ttft_s": ttft, "stages_s": busy, "peak_allocated_bytes": _peak(device),
+    return {"ttft_s": ttft, "stages_s": busy, "peak_allocated_bytes": peak(device),
             "sparse": conv.stats.get("sparse")}
-
-
-def run_hf(loaded, frames: np.ndarray, stamps: list[float], question: list[int]) -> dict:
-    device, model, vis = loaded.device, loaded.model, loaded.vision_config
-    marks: dict[str, float] = {}
-
-    def mark(name):
-        def hook(*_):
-            if name not in marks:  # the language model runs once here (max_new_tokens=1)
-                _sync(device)
-                marks[name] = time.perf_counter()
-        return hook
-
-    handles = [model.model.visual.register_forward_pre_hook(mark("vision0")),
-               model.model.visual.register_forward_hook(mark("vision1")),
-               model.model.language_model.register_forward_pre_hook(mark("lm0")),
-               model.model.language_model.register_forward_hook(mark("lm1"))]
-    _reset(device)
-    try:
-        t0 = time.perf_counter()
-        inputs = frames_to_inputs(frames, stamps, patch_size=vis.patch_size, temporal_patch_size=vis.temporal_patch_size,
-                                  merge_size=vis.spatial_merge_size)
-        ids = torch.tensor([prefix_ids(_EngineView(loaded), inputs.num_visual_tokens) + question], device=device)
-        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids),
-                      pixel_values_videos=inputs.pixel_values_videos.to(device),
-                      video_grid_thw=inputs.video_grid_thw.to(device),
-                      second_per_grid_ts=inputs.second_per_grid_ts.to(device),
-                      mm_token_type_ids=(ids == model.config.video_token_id).long() * 2,
-                      max_new_tokens=1, do_sample=False, pad_token_id=0)
-        _sync(device)
-        t1 = time.perf_counter()
-        with torch.inference_mode():
-            model.generate(**kwargs)
-        _sync(device)
-        t2 = time.perf_counter()
-    finally:
-        for h in handles:
-            h.remove()
-    vision, prefill = marks["vision1"] - marks["vision0"], marks["lm1"] - marks["lm0"]
-    return {"ttft_s": t2 - t0, "stages_s": {"preprocess": t1 - t0, "vision": vision, "prefill": prefill,
-                                            "first_token": t2 - t1 - vision - prefill},
-            "peak_allocated_bytes": _peak(device), "sparse": None}
-
-
-class _EngineView:
-    """What `prefix_ids` reads from an engine, for the baseline (which has none)."""
-
-    def __init__(self, loaded):
-        self.model, self.video_pad_id = loaded.model, loaded.model.config.video_token_id
 
 
 def _median_run(fn, repeats: int, warmup: bool = True) -> dict:
@@ -199,10 +159,11 @@ def run(bench: IngestBench, on_progress=None) -> dict:
     import transformers
 
     t_start = time.perf_counter()
-    device = torch.device("cuda" if torch.cuda.is_available() and bench.size == "7b" else "cpu")
-    loaded = random_model(bench.size, device, "nf4" if bench.size == "7b" else "none", full_vision=True)
+    big = bench.size == BIG[bench.family]
+    device = torch.device("cuda" if torch.cuda.is_available() and big else "cpu")
+    loaded = random_model(bench.size, device, "nf4" if big else "none", full_vision=True)
     model, vis = loaded.model, loaded.vision_config
-    per_group = (bench.frame_size // (vis.patch_size * vis.spatial_merge_size)) ** 2
+    per_group = tokens_per_group(bench.frame_size, bench.frame_size, vis)
     frames, stamps = synthetic_frames(max(bench.tokens) // per_group * vis.temporal_patch_size, bench.frame_size,
                                       bench.seed)
     question = [TEXT_ID + 1 + i % 50 for i in range(bench.question_tokens)]
@@ -214,7 +175,8 @@ def run(bench: IngestBench, on_progress=None) -> dict:
     result = {"bench": "ingest", "config": asdict(bench),
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "transformers": transformers.__version__,
-              "model": {"id": loaded.model_id, "quantization": loaded.quantization, "vision_depth": vis.depth},
+              "model": {"id": loaded.model_id, "family": loaded.family.name, "quantization": loaded.quantization,
+                        "vision_depth": vis.depth, "deepstack_layers": loaded.family.deepstack_layers(model)},
               "tokens_per_group": per_group, "vision_attention": {}, "results": [], "e2e": [], "acceptance": {},
               "prefill_linears": {variant_name(p, x): engines[p, x].prefill_linears_why for p, x in pairs},
               "partial": True}
@@ -247,8 +209,8 @@ def run(bench: IngestBench, on_progress=None) -> dict:
     if video is not None:
         set_text_attention(model, ATTN_NAME)
         set_vision_attention(model, "ours")
-        sampling = SamplingConfig(fps=bench.e2e_fps, **({"max_frames": bench.e2e_max_frames}
-                                                       if bench.e2e_max_frames else {}))
+        sampling = SamplingConfig.of(fps=bench.e2e_fps, factor=loaded.family.processor.factor,
+                                     **({"max_frames": bench.e2e_max_frames} if bench.e2e_max_frames else {}))
         engine = engines[bench.e2e_preset, "bf16"]
         run_e2e(engine, video, sampling, question, pipelined=True)  # warm-up (page cache, kernels)
         for pipelined in (True, False):
@@ -265,6 +227,7 @@ def _guarded(fn) -> dict:
     try:
         return fn()
     except (RuntimeError, ValueError, TypeError, KeyError, AssertionError) as e:
+        traceback.print_exc()   # into the run's log: a GPU run's failure must say where, not only what
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
@@ -277,7 +240,7 @@ def _e2e_video(bench: IngestBench) -> Path | None:
             return path
         print(f"no end-to-end video at {path}: skipped (make it with scripts/gpu/ingest.sh's ffmpeg line)")
         return None
-    if bench.size == "tiny":  # --small: a short generated clip
+    if bench.size == TINY[bench.family]:  # --small: a short generated clip
         from omnivideo.app.sample_video import make_sample_video
 
         return make_sample_video(Path(tempfile.mkdtemp()) / "sample.mp4", seconds=4.0, fps=10.0)

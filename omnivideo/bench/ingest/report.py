@@ -5,6 +5,7 @@ The plots need matplotlib; without it the JSON and report are still written
 """
 from pathlib import Path
 
+from omnivideo.bench.ingest.e2e import STAMP_TOKENS
 from omnivideo.bench.runner import write_outputs
 
 STAGES = ("preprocess", "vision", "prefill", "first_token")
@@ -27,6 +28,15 @@ def _gb(x) -> str:
     return f"{x / 2 ** 30:.2f} GiB" if x >= 1 << 30 else f"{x / 2 ** 20:.1f} MiB"
 
 
+def _stamps(result: dict) -> str:
+    """Qwen3-VL's prompt: each group after its timestamp text (the older results have no family)."""
+    m = result["model"]
+    if m.get("family") != "qwen3_vl":
+        return ""
+    return (f", each after {STAMP_TOKENS} timestamp-text tokens as Qwen3VLProcessor writes them; "
+            f"{m.get('deepstack_layers')} DeepStack layers")
+
+
 def report_markdown(result: dict) -> str:
     c, m = result["config"], result["model"]
     va = result.get("vision_attention", {})
@@ -35,7 +45,8 @@ def report_markdown(result: dict) -> str:
         f"Model: {m['id']} ({m['quantization']} language model, {m['vision_depth']}-block vision tower; random "
         f"weights: speed only). Device: {result['device']}; torch {result['torch']}, transformers "
         f"{result['transformers']}. Frames: synthetic {c['frame_size']}x{c['frame_size']} uint8, already decoded "
-        f"({result['tokens_per_group']} visual tokens per 2-frame group), the same array for every variant; a "
+        f"({result['tokens_per_group']} visual tokens per 2-frame group{_stamps(result)}), the same array for "
+        f"every variant; a "
         f"{c['question_tokens']}-token question; TTFT = from decoded frames to the first answer token. Ours: "
         f"prefill chunks of {c['chunk_size']} tokens, vision chunks of {c['vision_chunk_groups']} frame groups, "
         f"vision attention {va.get('ours', '-')}; baseline `generate` with sdpa (vision {va.get('hf', '-')}) after "
@@ -53,7 +64,8 @@ def report_markdown(result: dict) -> str:
         lines.append(f"| {r['tokens']} | {r['variant']} | {r['ttft_s']} | " + " | ".join(
             str(st[s]) for s in STAGES) + f" | {_gb(r['peak_allocated_bytes'])} | {sparse} |")
     acc = result.get("acceptance") or {}
-    lines += ["", "Acceptance (issue 7 at balanced; fp8_*: issue 20, FP8 linears at dense): "
+    target = ("issue 19 for Qwen3-VL: ge_3x_32k" if m.get("family") == "qwen3_vl" else "issue 7") + " at balanced"
+    lines += ["", f"Acceptance ({target}; fp8_*: issue 20, FP8 linears at dense): "
               + (", ".join(f"{k}: {v}" for k, v in acc.items()) or "not applicable (32K/64K or the baseline not run)"),
               ""]
     if any(v != "bf16 linears (the default)" for v in result.get("prefill_linears", {}).values()):
