@@ -1,4 +1,6 @@
 """NF4 GEMV: reference == bitsandbytes' dequantize_4bit; Triton kernel == reference (and bnb's matmul)."""
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import DEVICE, assert_close
@@ -146,3 +148,53 @@ def test_register_lookup_is_refused_on_cpu():
     w = quantize(16, 64)[0]
     with pytest.raises(AssertionError, match="CUDA only"):
         nf4_gemv(torch.randn(1, 64), w, lut=True)
+
+
+# -- variant rows2: two row tiles per program share x (M = 1) ------------------------------------------
+ROWS2 = [(n, k, nested, bs, plan) for m, n, k, nested, bs, plan in CASES] + [(300, 576, True, 64, None)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", ROWS2, ids=lambda c: "N{}-K{}-nested{}-bs{}-{}".format(
+    *c[:4], "default" if c[4] is None else f"BN{c[4].block_n}-BK{c[4].block_k}-S{c[4].split_k}"))
+def test_rows2_matches_reference_and_base(case, dtype):
+    """Odd N (the second tile partly or wholly past N), split K, fp32 absmax, blocksize 128."""
+    n, k, nested, blocksize, plan = case
+    w = to_device(quantize(n, k, nested, blocksize, seed=11)[0])
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(1, k, generator=gen).to(DEVICE, dtype)
+    bias = torch.randn(n, generator=gen).to(DEVICE, dtype)
+    base = plan or default_plan(1, n, k, blocksize, 4)
+    rows2 = replace(base, variant="rows2")
+    for b in (None, bias):
+        actual = nf4_gemv(x, w, b, rows2)
+        assert actual.dtype == dtype and actual.shape == (1, n)
+        assert_close("rows2 vs reference", actual, nf4_matmul_reference(x, w, b), rel_rms=TOL[dtype])
+        assert_close("rows2 vs base", actual, nf4_gemv(x, w, b, base), rel_rms=1e-6)
+
+
+def test_rows2_serves_one_row_only_and_the_variant_is_validated(monkeypatch):
+    w = to_device(quantize(64, 448)[0])
+    x = torch.randn(3, 448, generator=torch.Generator().manual_seed(13)).to(DEVICE)
+    plan = GemvPlan(variant="rows2", block_k=64)
+    # three rows of x take the base kernel, with the same result
+    assert_close("M3", nf4_gemv(x, w, plan=plan), nf4_gemv(x, w, plan=replace(plan, variant="base")), rel_rms=0)
+    with pytest.raises(ValueError, match="variant"):
+        GemvPlan(variant="rows3")
+    monkeypatch.setenv("OMNIVIDEO_NF4_VARIANT", "rows2")
+    # the 7B's down projection on 132 SMs: 224 two-tile programs need split 4 for >= 4 programs per SM
+    assert default_plan(1, 3584, 18944, 64, 132) == GemvPlan(split_k=4, variant="rows2")
+    assert default_plan(2, 3584, 18944, 64, 132).split_k == 2  # M > 1: base tiles
+
+
+@pytest.mark.gpu
+def test_rows2_register_lookup_7b_shapes_bf16():
+    """The fused 7B shapes of a decode step (q|k|v, o, gate|up, down), bf16, register lookup, default plans."""
+    for n, k in [(4608, 3584), (3584, 3584), (37888, 3584), (3584, 18944)]:
+        w = to_device(quantize(n, k, seed=n + k)[0])
+        x = torch.randn(1, k, device=DEVICE, dtype=torch.bfloat16)
+        plan = replace(default_plan(1, n, k, 64, torch.cuda.get_device_properties(0).multi_processor_count),
+                       variant="rows2")
+        ours = nf4_gemv(x, w, plan=plan)
+        assert_close(f"{n}x{k}", ours, nf4_matmul_reference(x, w), rel_rms=1e-2)
+        assert_close(f"{n}x{k} vs base", ours, nf4_gemv(x, w, plan=replace(plan, variant="base")), rel_rms=1e-3)

@@ -22,6 +22,7 @@ No host syncs and only torch-allocated outputs: a CUDA graph can capture it.
     w = NF4Weight(...)                       # omnivideo.kernels.nf4.reference
     y = nf4_gemv(x, w, bias)                 # x [M, K] (M <= 4) fp32/fp16/bf16 -> y [M, N] in x's dtype
 """
+import os
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,8 @@ from omnivideo.kernels.nf4.split_partials import split_sum_kernel, store_rows
 from omnivideo.kernels.nf4.reference import NF4Weight
 
 MAX_ROWS = 4
+VARIANTS = ("base", "rows2")   # rows2: two row tiles per program share x (M = 1; nf4_gemv_rows2.py)
+VARIANT_ENV = "OMNIVIDEO_NF4_VARIANT"  # the default plan's variant (bench / probe sweeps; default base)
 _SM_COUNT: dict[int, int] = {}
 
 
@@ -41,12 +44,15 @@ _SM_COUNT: dict[int, int] = {}
 class GemvPlan:
     """Tile sizes of one launch. block_k: elements of K per step (a power of two, a multiple of the
     quant blocksize); split_k: programs along K (1 = no partials); x_asm: convert fp16/bf16 x to fp32
-    once per element before its broadcast (`_x_to_f32`, register-lookup path only)."""
+    once per element before its broadcast (`_x_to_f32`, register-lookup path only); variant: "base" (this
+    file's kernel) or "rows2" (`omnivideo.kernels.nf4.nf4_gemv_rows2`: 2 x block_n rows per program, x
+    shared; only for M = 1, other M take base)."""
     block_n: int = 8
     block_k: int = 512
     split_k: int = 1
     num_warps: int = 4
     x_asm: bool = True
+    variant: str = "base"
 
     def __post_init__(self):
         for name in ("block_n", "block_k", "num_warps"):
@@ -55,6 +61,8 @@ class GemvPlan:
                 raise ValueError(f"{name} must be a power of two, got {v}")
         if self.split_k < 1:
             raise ValueError(f"split_k must be >= 1, got {self.split_k}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
 
 
 @triton.jit
@@ -209,14 +217,17 @@ def default_plan(m: int, n: int, k: int, blocksize: int, sm_count: int) -> GemvP
     """Tiles for one shape: 8-row tiles (the best row count of the H100 sweep over 8-64 for every 7B
     shape with the register lookup); K split in powers of two until there are >= 4 programs per SM
     (3584 x 3584 and 3584 x 18944 get 2, 512 x 3584 gets 4, 18944 x 3584 none). The default is within
-    9 % of the best swept plan on each shape (docs/decode_engine.md)."""
+    9 % of the best swept plan on each shape (docs/decode_engine.md). The variant comes from
+    $OMNIVIDEO_NF4_VARIANT (default "base"); rows2 counts its programs as tiles of 2 x 8 rows."""
+    variant = os.environ.get(VARIANT_ENV, "base") or "base"
     block_k = max(blocksize, min(512, triton.next_power_of_2(k)))
     block_n = 8
-    tiles, steps = triton.cdiv(n, block_n), triton.cdiv(k, block_k)
+    rows = block_n * (2 if variant == "rows2" and m == 1 else 1)
+    tiles, steps = triton.cdiv(n, rows), triton.cdiv(k, block_k)
     split = 1
     while tiles * split < 4 * sm_count and split * 2 <= steps:
         split *= 2
-    return GemvPlan(block_n=block_n, block_k=block_k, split_k=split, num_warps=4)
+    return GemvPlan(block_n=block_n, block_k=block_k, split_k=split, num_warps=4, variant=variant)
 
 
 def nf4_gemv(x: torch.Tensor, w: NF4Weight, bias: torch.Tensor | None = None,
@@ -268,7 +279,12 @@ def nf4_gemv(x: torch.Tensor, w: NF4Weight, bias: torch.Tensor | None = None,
         assert packed.data_ptr() % 4 == 0, "packed weights must be 4-byte aligned"
         packed = packed.reshape(-1).view(torch.int32)
     nested = w.nested
-    _nf4_gemv_kernel[(triton.cdiv(n, plan.block_n), split)](
+    kernel, rows = _nf4_gemv_kernel, plan.block_n
+    if plan.variant == "rows2" and m == 1:
+        from omnivideo.kernels.nf4.nf4_gemv_rows2 import nf4_gemv_rows2_kernel  # imports this module's helpers
+
+        kernel, rows = nf4_gemv_rows2_kernel, 2 * plan.block_n
+    kernel[(triton.cdiv(n, rows), split)](
         x, packed, w.absmax, w.absmax_code if nested else w.absmax, w.absmax_scale if nested else w.absmax,
         w.offset if nested else w.absmax, w.code, bias if bias is not None else out, out, part,  #
         n, k, x.stride(0), out.stride(0), k_per_split,  #
