@@ -99,7 +99,8 @@ def _flex(query, key, value, keep, block: int, scale: float) -> torch.Tensor:
     from torch.nn.attention.flex_attention import flex_attention
 
     if _compiled_flex is None:
-        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+        # default dynamism: the first new sequence length recompiles with dynamic shapes, later ones reuse it
+        _compiled_flex = torch.compile(flex_attention)
     mask = block_mask_from_keep(keep, query.shape[1] // key.shape[1], block, query.shape[2])
     return _compiled_flex(query, key, value, block_mask=mask, scale=scale, enable_gqa=True)
 
