@@ -71,7 +71,8 @@ def build_settings(current: Settings) -> SettingsView:
         model = gr.Textbox(label="Model", value=current.model, info="Hub id, local checkpoint dir, or 'tiny'",
                            elem_id="model")
         attention = gr.Radio(list(ATTENTION_PRESETS), value=current.attention, label="Attention preset",
-                             info="dense = exact; balanced / fast = OmniSparse prefill (gamma 0.95 / 0.9)")
+                             info="dense = exact; balanced / fast = OmniSparse prefill (gamma 0.95 / 0.9): "
+                             "faster ingest where attention is sparse, no memory saved")
     with gr.Row():
         # no minimum / maximum on the numbers: Gradio would refuse an out-of-range value before any
         # handler runs and put an error over every output; `check_form` says what is wrong at the field

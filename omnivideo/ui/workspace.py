@@ -80,8 +80,9 @@ class Workspace:
         report = self.plan(path)
         if report.get("warning"):
             return report["warning"]
+        # not the attention presets: they skip prefill work, the stored KV (what fills memory) stays complete
         return (f"the planner estimated {report['visual_tokens']:,} visual tokens; lower fps or max frames "
-                "in Settings, or use the 'fast' attention preset")
+                "in Settings (fewer visual tokens is what lowers memory)")
 
     def library(self) -> list[dict]:
         return self.app.library()

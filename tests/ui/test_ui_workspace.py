@@ -52,6 +52,7 @@ def test_errors_become_messages(ws, clips, tmp_path):
         ws.chat("tab", empty_state())
     oom = error_text(MemoryError(), oom_hint=lambda: ws.oom_hint(clips[0]))
     assert oom.startswith("Out of memory: the planner estimated ") and "visual tokens" in oom
+    assert "preset" not in oom                       # the attention presets lower no memory
     assert error_text(MemoryError(), oom_hint=lambda: ws.oom_hint(text_file)).startswith("Out of memory: fewer visual tokens")
     assert error_text(RuntimeError("boom")) == "Internal error: RuntimeError: boom (details in the server log)"
 
