@@ -19,6 +19,7 @@ answers a `stream_context`-token prefix held in host memory under a `stream_cap_
     omnivideo bench decode --out docs/benchmarks/decode
     omnivideo bench decode --small --out /tmp/decode      # CPU, tiny model (schema test)
 """
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -34,11 +35,13 @@ from omnivideo.engine.sampling import SamplingParams
 from omnivideo.engine.decode.device_budget import packed_kv_budget
 from omnivideo.engine.decode.slim_decode import SlimDecodeConfig
 from omnivideo.bench.decode.breakdown import measure_bandwidth, step_breakdown
+from omnivideo.bench.decode.kernel_count import kernel_counts
 from omnivideo.bench.random_model import (SIZES, kv_bytes_per_token, random_model, set_text_attention, synthetic_kv,
                                               weight_bytes_per_token)
 from omnivideo.bench.decode.report import report_markdown, write_report
 from omnivideo.bench.runner import finish
 from omnivideo.errors import ConfigError
+from omnivideo.kernels.nf4.nf4_gemv import VARIANT_ENV
 
 NOMINAL_GBPS = {"H100 80GB HBM3": 3350, "H100 PCIe": 2000, "H100 NVL": 3900, "H200": 4800}  # vendor specs
 TEXT_ID = 100
@@ -135,6 +138,19 @@ class _Clock:
         pass
 
 
+def kernels_per_token(engine: Engine, conv, question: list[int], fused: bool) -> dict:
+    """GPU kernels (and device copies) per decoded token of the graph-captured step, dense KV: the launch
+    count of the step's non-GEMV part is what the fusions cut. conv is rolled back afterwards."""
+    engine.slim_decode = SlimDecodeConfig(gamma_decode=1.0, fused_layers=fused)
+    gen = engine.generate(conv, question, SamplingParams(max_new_tokens=24), [])
+    for _ in range(4):  # past the prefill and the capture
+        next(gen)
+    counts = kernel_counts(lambda: next(gen), calls=8)
+    gen.close()
+    engine.truncate(conv, conv.prefix_len)
+    return {"total": counts["total"], "top": dict(list(counts["by_name"].items())[:12])}
+
+
 def run_hf(loaded, n: int, question: list[int], new_tokens: int, seed: int) -> dict:
     """HF `generate` over a DynamicCache holding the same synthetic KV (attention: sdpa)."""
     from transformers import DynamicCache
@@ -210,6 +226,7 @@ def run(bench: DecodeBench, on_progress=None) -> dict:
               "transformers": transformers.__version__,
               "model": {"id": loaded.model_id, "quantization": loaded.quantization, "weight_bytes_per_token": weights,
                         "kv_bytes_per_token": kv_bytes_per_token(loaded)},
+              "nf4_variant": os.environ.get(VARIANT_ENV, "base") or "base",
               "bandwidth": {"measured_copy_GBps": round(measured, 1),
                             "nominal_GBps": next((v for k, v in NOMINAL_GBPS.items() if k in name), None)},
               "results": [], "stream": None, "acceptance": {}, "partial": True}
@@ -244,8 +261,14 @@ def run(bench: DecodeBench, on_progress=None) -> dict:
         conv = host_conversation(engine, synthetic_kv(loaded, n, bench.seed), _prefix_ids(engine, n), 0)
         eager = run_ours(engine, conv, SlimDecodeConfig(gamma_decode=1.0, cuda_graphs=False), _question(bench),
                          bench.new_tokens)
-        del conv
         result["breakdown"] = {"context": n, "eager_ms_per_token": eager["ms_per_token"], **step_breakdown(loaded)}
+        try:  # a diagnostic: its failure is recorded, not fatal to the timed results above
+            result["kernels_per_token"] = {"context": n, **{
+                name: kernels_per_token(engine, conv, _question(bench), fused)
+                for name, fused in (("fused", True), ("unfused", False))}}
+        except (RuntimeError, StopIteration) as e:
+            result["kernels_per_token"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+        del conv
         if on_progress is not None:
             on_progress(result)
     if bench.stream_context:
@@ -255,11 +278,13 @@ def run(bench: DecodeBench, on_progress=None) -> dict:
 
 
 def acceptance(results: list[dict]) -> dict:
-    """Issue 5's targets: ours <= 2x the floor at 32K and 64K; >= 10x faster than HF at 32K."""
+    """Issue 5's targets: ours <= 2x the floor at 32K and 64K; >= 10x faster than HF at 32K. Issue 19's
+    (Qwen3-VL-8B shapes) are <= 2.5x the floor and >= 10x HF at 32K: x_floor says both."""
     by = {(r["context"], r["variant"]): r for r in results if "error" not in r}
     out = {}
     for n in (32768, 65536):
         if (n, "ours_dense") in by:
+            out[f"ours_dense_x_floor_{n // 1024}k"] = by[(n, "ours_dense")]["x_floor"]
             out[f"ours_dense_le_2x_floor_{n // 1024}k"] = by[(n, "ours_dense")]["x_floor"] <= 2.0
     if (32768, "ours_dense") in by and (32768, "hf_generate") in by:
         speedup = by[(32768, "hf_generate")]["ms_per_token"] / by[(32768, "ours_dense")]["ms_per_token"]
