@@ -9,13 +9,17 @@
    faster, other tiles slower). (Run 1 also timed a tensor-core twin, codes scaled to bf16 and fed to tl.dot: 2-3x
    slower than the routed kernel on every shape, the register-to-dot-operand layout conversion;
    docs/decode_engine.md.)
-3. the SASS of the routed kernel for 18944 x 3584 (instruction mix of the inner loop).
+3. the SASS of the routed kernel for 18944 x 3584 (instruction mix of the inner loop);
+4. --variants (issue 20): GB/s of each GEMV variant (`GemvPlan.variant`: base, rows2) and tile plan on the
+   fused 7B shapes of a decode step, against the measured copy bandwidth; `$OUT/gemv_variants.json`
+   and the variant whose step-weighted time is lowest (`best_variant`, what decode_fused.sh benches).
 
-    python scripts/gpu/decode_probe.py [--skip-profile] [--profile-only] [--sweep] [--sass]
+    python scripts/gpu/decode_probe.py [--skip-profile] [--profile-only] [--sweep] [--sass] [--variants]
 """
 import json
 import os
 import sys
+import time
 from collections import defaultdict
 from dataclasses import replace
 
@@ -144,6 +148,65 @@ def plan_sweep() -> list[dict]:
     return rows
 
 
+# the fused GEMVs of one 7B decode step: (N, K, per step) q|k|v, o, gate|up, down, x 28 layers
+STEP_SHAPES = [(4608, 3584, 28), (3584, 3584, 28), (37888, 3584, 28), (3584, 18944, 28)]
+
+
+def variant_sweep() -> dict:
+    """Every variant x tile plan on the step's shapes: µs, GB/s and share of the measured copy bandwidth."""
+    import itertools
+
+    from omnivideo.bench.decode.breakdown import measure_bandwidth
+    from omnivideo.kernels.nf4.nf4_gemv import VARIANTS, GemvPlan
+
+    dev = torch.device("cuda")
+    sms = torch.cuda.get_device_properties(dev).multi_processor_count
+    copy = measure_bandwidth(dev)
+    rows, best = [], {}
+    deadline = time.time() + float(os.environ.get("SWEEP_S", "200"))  # then only the default plans
+    for n, k, per_step in STEP_SHAPES:
+        ws = nf4_copies(n, k)
+        per = sum(t.numel() * t.element_size() for t in (ws[0].packed, ws[0].absmax, ws[0].absmax_scale))
+        x = torch.randn(1, k, dtype=torch.bfloat16, device=dev)
+        ref = nf4_gemv(x.float(), ws[0], lut=False)
+        defaults = [replace(default_plan(1, n, k, 64, sms), variant=v) for v in VARIANTS]
+        swept = {GemvPlan(block_n=8, block_k=bk, split_k=sp, num_warps=nw, variant=v)
+                 for v, bk, sp, nw in itertools.product(VARIANTS, (512, 1024), (1, 2, 4), (4, 8))
+                 if not (sp > 1 and n >= 16384)} - set(defaults)
+        for plan in defaults + sorted(swept, key=repr):
+            if plan not in defaults and time.time() > deadline:
+                continue
+            with torch.inference_mode():
+                err = float((nf4_gemv(x, ws[0], plan=plan).float() - ref).abs().max() / ref.abs().max())
+                us = graph_us(lambda: [nf4_gemv(x, w, plan=plan) for w in ws], reps=10) / len(ws)
+            row = {"N": n, "K": k, "variant": plan.variant, "plan": [plan.block_n, plan.block_k, plan.split_k,
+                   plan.num_warps], "default": plan == replace(default_plan(1, n, k, 64, sms), variant=plan.variant),
+                   "us": round(us, 2), "GBps": round(per / us / 1e3, 1), "of_copy": round(per / us / 1e3 / copy, 3),
+                   "max_rel_err": round(err, 5)}
+            rows.append(row)
+            key = (n, k, plan.variant)
+            if err < 2e-2 and (key not in best or us < best[key]["us"]):
+                best[key] = row
+        for v in VARIANTS:
+            b = best.get((n, k, v))
+            if b:
+                print(f"{n}x{k} {v}: best {b['plan']} {b['us']} us {b['GBps']} GB/s ({b['of_copy']:.0%} of copy)",
+                      flush=True)
+        del ws
+        torch.cuda.empty_cache()
+    step_us = {v: round(sum(best[(n, k, v)]["us"] * c for n, k, c in STEP_SHAPES if (n, k, v) in best), 1)
+               for v in VARIANTS}
+    default_us = {v: round(sum(next(r["us"] for r in rows if (r["N"], r["K"], r["variant"]) == (n, k, v)
+                                    and r["default"]) * c for n, k, c in STEP_SHAPES), 1) for v in VARIANTS}
+    out = {"copy_GBps": round(copy, 1), "rows": rows, "best_plan_step_us": step_us,
+           "default_plan_step_us": default_us, "best_variant": min(default_us, key=default_us.get)}
+    print(f"copy {copy:.0f} GB/s; step GEMV time, default plans {default_us} us, best plans {step_us} us; "
+          f"best variant (default plans) {out['best_variant']}", flush=True)
+    with open(f"{OUT}/gemv_variants.json", "w") as f:
+        json.dump(out, f, indent=1)
+    return out
+
+
 def dump_sass() -> None:
     cache = _nf4_gemv_kernel.device_caches
     for dev_key, entry in cache.items():
@@ -203,6 +266,9 @@ def profile_step(context: int = 8192) -> dict:
 
 if __name__ == "__main__":
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
+    if "--variants" in sys.argv:  # issue 20's sweep alone (decode_fused.sh)
+        variant_sweep()
+        sys.exit(0)
     if "--skip-profile" not in sys.argv:
         result["profile"] = profile_step()
         torch.cuda.empty_cache()

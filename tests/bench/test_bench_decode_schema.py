@@ -15,6 +15,7 @@ def test_small_run_writes_a_consistent_result(tmp_path):
     rows = {(r["context"], r["variant"]): r for r in result["results"]}
     variants = ["ours_dense", "ours_slim_0.95", "ours_slim_0.5", "hf_generate"]
     assert set(rows) == {(n, v) for n in SMALL.contexts for v in variants}
+    assert result["nf4_variant"] == "base"  # $OMNIVIDEO_NF4_VARIANT unset
     per_token = result["model"]["kv_bytes_per_token"]
     assert per_token == 2 * 2 * 2 * 16 * 4  # tiny: K and V x 2 layers x 2 KV heads x head dim 16, fp32
     for n in SMALL.contexts:
