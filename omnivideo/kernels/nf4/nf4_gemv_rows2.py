@@ -16,7 +16,7 @@ Spec: `omnivideo/kernels/nf4/reference.py` (tests/kernels/test_nf4_gemv.py runs 
 import triton
 import triton.language as tl
 
-from omnivideo.kernels.nf4.nf4_gemv import _absmax as absmax_scales, _x_to_f32, stack8
+from omnivideo.kernels.nf4.gemv_parts import absmax_scales, stack8, x_to_f32
 from omnivideo.kernels.nf4.nf4_lut import lut_words, nf4_lookup
 from omnivideo.kernels.nf4.split_partials import store_rows
 
@@ -27,7 +27,7 @@ def _load_x(X, o_x, m_x, LUT: tl.constexpr, X_ASM: tl.constexpr):
     the register lookup, else [G, HB, 2] (even, odd element of each byte)."""
     b_x = tl.load(X + o_x, mask=m_x, other=0.0)
     if LUT and X_ASM:
-        b_x = _x_to_f32(b_x)
+        b_x = x_to_f32(b_x)
     else:
         b_x = b_x.to(tl.float32)
     return b_x
